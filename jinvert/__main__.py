@@ -1,0 +1,5 @@
+import sys
+
+from jinvert.cli import main
+
+sys.exit(main())

@@ -1,0 +1,244 @@
+"""MNIST and Fashion-MNIST from the standard IDX files, found locally or downloaded.
+
+Lookup order for a dataset NAME (`mnist` or `fashion-mnist`):
+  1. an explicit directory (`data_dir=` / `--data-dir`), holding NAME/ or the files themselves;
+  2. `$JINVERT_DATA/NAME/`;
+  3. the user cache, `~/.cache/jinvert/NAME/` (`$XDG_CACHE_HOME` respected);
+  4. for Fashion-MNIST, Debian's `dataset-fashion-mnist` folder `/usr/share/datasets/fashion-mnist`;
+  5. a download from the public mirrors into the cache, each file checked against its
+     published SHA-256 and written atomically (skipped when `JINVERT_OFFLINE=1`).
+Each file may be gzipped (`*.gz`) or raw.
+"""
+
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from jinvert.errors import JinvertError
+from jinvert.files import atomic_write_bytes
+
+SPLITS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+# SHA-256 of the uncompressed files, as published with each dataset.
+SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+
+MIRRORS = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    "fashion-mnist": (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ),
+}
+
+DEBIAN_FOLDERS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
+
+# IDX type codes (the third magic byte) and the numpy dtypes they stand for.
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class Dataset(NamedTuple):
+  """Images float32 in [0, 1], shaped (N, 28, 28); labels int32, shaped (N,)."""
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+
+
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+  """Parses the bytes of one uncompressed IDX file.
+
+  Args:
+    raw: the file's bytes.
+    name: the file's name, used in error messages.
+
+  Returns:
+    The array, in the file's dtype and shape.
+
+  Raises:
+    JinvertError: bad magic number, unknown type code, or a size that disagrees with the header.
+  """
+  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+    raise JinvertError(f"{name}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+  ndim = raw[3]
+  header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise JinvertError(f"{name}: truncated IDX header ({len(raw)} bytes, needs {header})")
+  shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+  dtype = np.dtype(_IDX_DTYPES[raw[2]])
+  expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+  if len(raw) != expected:
+    kind = "truncated" if len(raw) < expected else "has trailing bytes"
+    raise JinvertError(f"{name}: IDX file {kind}: {len(raw)} bytes, header {shape} needs {expected}")
+  return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+
+
+def read_idx_bytes(path: Path) -> bytes:
+  """Reads one IDX file's uncompressed bytes, gunzipping `*.gz`."""
+  try:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.suffix == ".gz" else data
+  except (OSError, EOFError, zlib.error) as e:
+    raise JinvertError(f"{path}: corrupt or truncated gzip file ({e})") from None
+
+
+def _find_file(folder: Path, stem: str):
+  for candidate in (folder / f"{stem}.gz", folder / stem):
+    if candidate.is_file():
+      return candidate
+  return None
+
+
+def _images_and_labels(images: np.ndarray, labels: np.ndarray, names) -> tuple:
+  if images.ndim != 3 or labels.ndim != 1:
+    raise JinvertError(f"{names[0]} / {names[1]}: expected images (N, H, W) and labels (N,), "
+                       f"got {images.shape} and {labels.shape}")
+  if len(images) != len(labels):
+    raise JinvertError(f"{names[0]} holds {len(images)} images but {names[1]} holds "
+                       f"{len(labels)} labels")
+  return (images.astype(np.float32) / 255.0, labels.astype(np.int32))
+
+
+def load_folder(folder: Path, name: str = "dataset") -> Dataset:
+  """Loads the four IDX files of one dataset from `folder` (each gzipped or raw)."""
+  paths = {key: _find_file(folder, stem) for key, stem in SPLITS.items()}
+  missing = [SPLITS[k] for k, p in paths.items() if p is None]
+  if missing:
+    raise JinvertError(f"{folder}: missing {', '.join(missing)}")
+  arrays = {k: parse_idx(read_idx_bytes(p), str(p)) for k, p in paths.items()}
+  train = _images_and_labels(arrays["train_images"], arrays["train_labels"],
+                             (paths["train_images"], paths["train_labels"]))
+  test = _images_and_labels(arrays["test_images"], arrays["test_labels"],
+                            (paths["test_images"], paths["test_labels"]))
+  return Dataset(*train, *test)
+
+
+def cache_dir() -> Path:
+  """The user cache for downloaded data: `$XDG_CACHE_HOME/jinvert` or `~/.cache/jinvert`."""
+  base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+  return Path(base) / "jinvert"
+
+
+def _candidate_folders(name: str, data_dir):
+  if data_dir is not None:
+    yield Path(data_dir) / name, "--data-dir"
+    yield Path(data_dir), "--data-dir"
+  if os.environ.get("JINVERT_DATA"):
+    yield Path(os.environ["JINVERT_DATA"]) / name, "JINVERT_DATA"
+  yield cache_dir() / name, "cache"
+  for folder in DEBIAN_FOLDERS.get(name, ()):
+    yield folder, "Debian package"
+
+
+def _has_all_files(folder: Path) -> bool:
+  return all(_find_file(folder, stem) is not None for stem in SPLITS.values())
+
+
+def _mirrors(name: str):
+  override = os.environ.get("JINVERT_MIRRORS")
+  if override:
+    return tuple(m.strip() for m in override.split(",") if m.strip())
+  return MIRRORS[name]
+
+
+def download(name: str, folder: Path, mirrors=None, timeout: float = 30.0) -> list:
+  """Downloads dataset `name` into `folder`, verifying each file's SHA-256.
+
+  Args:
+    name: `mnist` or `fashion-mnist`.
+    folder: destination; each verified file is written there atomically as `STEM.gz`.
+    mirrors: base URLs tried in order (default: the public mirrors, or `$JINVERT_MIRRORS`).
+    timeout: seconds per request.
+
+  Returns:
+    Empty when every file arrived, else one line per failed attempt at the first missing file.
+
+  Raises:
+    JinvertError: a file arrived but its checksum does not match (a corrupt or tampered mirror).
+  """
+  mirrors = _mirrors(name) if mirrors is None else mirrors
+  for stem, expected in SHA256[name].items():
+    if _find_file(folder, stem) is not None:
+      continue
+    failures = []
+    for mirror in mirrors:
+      url = f"{mirror.rstrip('/')}/{stem}.gz"
+      try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+          payload = response.read()
+      except (urllib.error.URLError, OSError, ValueError) as e:
+        failures.append(f"{url}: {getattr(e, 'reason', e)}")
+        continue
+      try:
+        digest = hashlib.sha256(gzip.decompress(payload)).hexdigest()
+      except (OSError, EOFError, zlib.error):
+        digest = "not a gzip file"
+      if digest != expected:
+        raise JinvertError(f"checksum mismatch for {url}: SHA-256 {digest}, expected {expected}; "
+                           "nothing was written")
+      atomic_write_bytes(folder / f"{stem}.gz", payload)
+      break
+    else:
+      return failures
+  return []
+
+
+def load_dataset(name: str, data_dir=None) -> Dataset:
+  """Finds, verifies and loads a dataset (see the module docstring for the lookup order).
+
+  Args:
+    name: `mnist` or `fashion-mnist`.
+    data_dir: an optional folder tried first.
+
+  Returns:
+    A Dataset of float32 images in [0, 1] and int32 labels.
+
+  Raises:
+    JinvertError: unknown name, a corrupt file, or no data anywhere (the message lists what was
+      tried and how to fix it).
+  """
+  if name not in SHA256:
+    raise JinvertError(f"unknown dataset {name!r}; choose one of: {', '.join(SHA256)}")
+  tried = []
+  for folder, source in _candidate_folders(name, data_dir):
+    if _has_all_files(folder):
+      return load_folder(folder, name)
+    tried.append(f"{folder} ({source})")
+  target = cache_dir() / name
+  if os.environ.get("JINVERT_OFFLINE") == "1":
+    tried.append("download (skipped: JINVERT_OFFLINE=1)")
+  else:
+    failures = download(name, target)
+    if not failures:
+      return load_folder(target, name)
+    tried.append("download: " + failures[-1])
+  raise JinvertError(
+      f"{name} not found; tried: {'; '.join(tried)}. Fix: put the four IDX files "
+      f"({', '.join(s + '.gz' for s in SPLITS.values())}) in DIR/{name}/ and set JINVERT_DATA=DIR "
+      f"or pass --data-dir DIR")

@@ -1,0 +1,120 @@
+"""The seeds' models as Flax modules, in a registry by name.
+
+Every classifier returns logits; `jax.nn.softmax` gives the seeds' softmax outputs. Hidden
+activations are sown under their layer names, so `activations(spec, params, x)` returns them
+for objectives that maximise or silence single units.
+"""
+
+import dataclasses
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jinvert.errors import JinvertError
+
+ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid}
+
+
+class MLP(nn.Module):
+  """Flatten, hidden layers dense1, dense2, ... (activations sown as hidden1, hidden2, ...), out.
+
+  Attributes:
+    hidden: widths of the hidden layers.
+    outputs: width of the output layer.
+    activation: `relu` or `sigmoid`, applied to every hidden layer.
+    input_ndim: trailing axes of one input, flattened into features (2 for 28x28 images).
+    kernel_init, bias_init: initialisers shared by every layer.
+  """
+  hidden: Sequence[int]
+  outputs: int = 10
+  activation: str = "relu"
+  input_ndim: int = 2
+  kernel_init: Callable = nn.initializers.glorot_uniform()
+  bias_init: Callable = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x):
+    h = x.reshape(x.shape[:x.ndim - self.input_ndim] + (-1,))
+    for i, width in enumerate(self.hidden, start=1):
+      h = nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init,
+                   name=f"dense{i}")(h)
+      h = ACTIVATIONS[self.activation](h)
+      self.sow("intermediates", f"hidden{i}", h)
+    return nn.Dense(self.outputs, kernel_init=self.kernel_init, bias_init=self.bias_init,
+                    name="out")(h)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """What jinvert knows about a registered model.
+
+  Attributes:
+    name: registry name.
+    make: `make(init)` returns the Flax module for an init scheme name.
+    input_shape: shape of one input.
+    dataset: the dataset it trains on by default (None for synthetic data).
+    inits: the init schemes `make` accepts; the first is the default.
+    layers: names of the hidden layers whose activations are sown.
+  """
+  name: str
+  make: Callable[[str], nn.Module]
+  input_shape: tuple
+  dataset: str | None
+  inits: tuple = ("default",)
+  layers: tuple = ()
+
+  def module(self, init: str | None = None) -> nn.Module:
+    init = init or self.inits[0]
+    if init not in self.inits:
+      raise JinvertError(f"model {self.name!r} has no init {init!r}; choose one of: "
+                         f"{', '.join(self.inits)}")
+    return self.make(init)
+
+  def init_params(self, key, init: str | None = None):
+    return self.module(init).init(key, jnp.zeros((1,) + self.input_shape))
+
+
+def _mnist_mlp(init):
+  if init == "seed-normal":  # seed 000's tf.random_normal: stddev 1 for weights and biases
+    normal = nn.initializers.normal(stddev=1.0)
+    return MLP((256, 256), kernel_init=normal, bias_init=normal)
+  return MLP((256, 256))
+
+
+def _r2rt_mlp(init):
+  # seed 002: truncated normal stddev 0.1 (TF truncates at 2 stddev), biases 0.1
+  return MLP((100, 100), activation="sigmoid",
+             kernel_init=nn.initializers.truncated_normal(stddev=0.1, lower=-2.0, upper=2.0),
+             bias_init=nn.initializers.constant(0.1))
+
+
+REGISTRY = {
+    spec.name: spec for spec in (
+        ModelSpec("mnist-mlp", _mnist_mlp, (28, 28), "mnist", ("glorot", "seed-normal"),
+                  ("hidden1", "hidden2")),
+        ModelSpec("r2rt-mlp", _r2rt_mlp, (28, 28), "mnist", ("truncated-normal",),
+                  ("hidden1", "hidden2")),
+        ModelSpec("fashion-mlp", lambda init: MLP((128,)), (28, 28), "fashion-mnist",
+                  ("glorot",), ("hidden1",)),
+        ModelSpec("linear", lambda init: MLP((), outputs=1, input_ndim=1), (1,), None, ("glorot",)),
+    )
+}
+
+
+def get_model(name: str) -> ModelSpec:
+  """Looks a model up by name; the error lists the valid names."""
+  try:
+    return REGISTRY[name]
+  except KeyError:
+    raise JinvertError(f"unknown model {name!r}; choose one of: {', '.join(REGISTRY)}") from None
+
+
+def apply_with_activations(module: nn.Module):
+  """Returns `fn(params, x) -> (outputs, {layer name: activation})` for a sowing module."""
+  def fn(params, x):
+    out, state = module.apply(params, x, mutable=["intermediates"])
+    sown = state.get("intermediates", {})
+    return out, {name: value[0] for name, value in sown.items()}
+  return fn

@@ -1,0 +1,53 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jinvert import models
+from jinvert.errors import JinvertError
+
+
+def test_unknown_model_lists_valid_names():
+  with pytest.raises(JinvertError, match="unknown model 'lenet'; choose one of: mnist-mlp"):
+    models.get_model("lenet")
+
+
+@pytest.mark.parametrize("name,widths", [("mnist-mlp", (256, 256)), ("r2rt-mlp", (100, 100)),
+                                         ("fashion-mlp", (128,))])
+def test_hidden_activations_are_reachable_by_name(name, widths):
+  spec = models.get_model(name)
+  params = spec.init_params(jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (5, 28, 28))
+  logits, acts = models.apply_with_activations(spec.module())(params, x)
+  assert logits.shape == (5, 10)
+  assert tuple(acts) == spec.layers and tuple(a.shape[-1] for a in acts.values()) == widths
+  # the sown activation is the one the output layer consumes
+  last = acts[spec.layers[-1]]
+  out = params["params"]["out"]
+  np.testing.assert_allclose(last @ out["kernel"] + out["bias"], logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(spec.module().apply(params, x), logits)
+
+
+def test_r2rt_activations_are_sigmoid_and_mnist_mlp_relu():
+  x = jax.random.uniform(jax.random.key(1), (4, 28, 28))
+  for name, check in (("r2rt-mlp", lambda a: (a > 0).all() and (a < 1).all()),
+                      ("mnist-mlp", lambda a: (a >= 0).all() and (a == 0).any())):
+    spec = models.get_model(name)
+    _, acts = models.apply_with_activations(spec.module())(spec.init_params(jax.random.key(0)), x)
+    assert check(acts["hidden1"])
+
+
+def test_seed_normal_init_has_unit_stddev_and_r2rt_init_matches_post():
+  seed = models.get_model("mnist-mlp").init_params(jax.random.key(0), "seed-normal")["params"]
+  assert abs(float(jnp.std(seed["dense1"]["kernel"])) - 1.0) < 0.02
+  assert abs(float(jnp.std(seed["dense1"]["bias"])) - 1.0) < 0.2
+  r2rt = models.get_model("r2rt-mlp").init_params(jax.random.key(0))["params"]
+  kernel = r2rt["dense1"]["kernel"]
+  assert float(jnp.abs(kernel).max()) <= 0.2 + 1e-6  # truncated at two stddevs
+  assert 0.07 < float(jnp.std(kernel)) < 0.1
+  np.testing.assert_array_equal(r2rt["dense2"]["bias"], 0.1 * np.ones(100, np.float32))
+
+
+def test_unknown_init_is_rejected():
+  with pytest.raises(JinvertError, match="no init 'zeros'"):
+    models.get_model("mnist-mlp").module("zeros")

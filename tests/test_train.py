@@ -1,0 +1,77 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jinvert import data, models, train
+from conftest import real_data_or_skip
+
+
+def _fixed_batch(key, n=64):
+  kx, ky = jax.random.split(key)
+  return jax.random.uniform(kx, (n, 28, 28)), jax.random.randint(ky, (n,), 0, 10)
+
+
+@pytest.mark.parametrize("name", ["mnist-mlp", "r2rt-mlp", "fashion-mlp"])
+def test_train_step_lowers_loss_on_fixed_batch(name):
+  spec, recipe = models.get_model(name), train.RECIPES[name]
+  state = train.create_train_state(spec.module(), spec.init_params(jax.random.key(0)), recipe)
+  batch = _fixed_batch(jax.random.key(1))
+  step = jax.jit(train.train_step, static_argnames="loss")
+  losses = []
+  for _ in range(20):
+    state, metrics = step(state, batch, loss=recipe.loss)
+    losses.append(float(metrics["loss"]))
+  assert losses[-1] < 0.95 * losses[0] and losses[-1] < min(losses[:5])
+
+
+def test_epoch_indices_cover_each_example_once_per_epoch():
+  idx = np.asarray(train.epoch_indices(jax.random.key(0), 10, 3, 6))
+  assert idx.shape == (6, 3)
+  for epoch in (idx[:3].ravel(), idx[3:].ravel()):  # 3 batches of 3 from 10 examples
+    assert len(set(epoch)) == 9
+
+
+def _train_tiny(seed):
+  spec, recipe = models.get_model("mnist-mlp"), dataclasses.replace(
+      train.RECIPES["mnist-mlp"], batch_size=16, epochs=2)
+  x, y = _fixed_batch(jax.random.key(2), 64)
+  key = jax.random.key(seed)
+  state, history = train.train_and_evaluate(spec.module(), spec.init_params(key), recipe,
+                                            (x, y), (x, y), key, log=lambda line: None)
+  return state.params, history
+
+
+def test_same_seed_gives_bit_identical_params():
+  a, _ = _train_tiny(0)
+  b, _ = _train_tiny(0)
+  c, _ = _train_tiny(1)
+  for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(la, lb)
+  assert not all(np.array_equal(la, lc) for la, lc in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+def test_linear_recipe_reaches_least_squares_fit():
+  spec = models.get_model("linear")
+  x, y = train.seed004_linear_data(jax.random.key(3))
+  recipe = dataclasses.replace(train.RECIPES["linear"], epochs=60_000, log_every=60_000)
+  state, _ = train.train_and_evaluate(spec.module(), spec.init_params(jax.random.key(0)), recipe,
+                                      (x, y), (x, y), jax.random.key(0), log=lambda line: None)
+  w, b = np.polyfit(x[:, 0].astype(np.float64), y.astype(np.float64), 1)
+  layer = state.params["params"]["out"]
+  assert abs(float(layer["kernel"][0, 0]) - w) < 2e-3
+  assert abs(float(layer["bias"][0]) - b) < 1.0
+
+
+@pytest.mark.slow
+def test_mnist_mlp_learns_on_a_real_slice():
+  ds = data.load_dataset("mnist", real_data_or_skip("mnist"))
+  spec = models.get_model("mnist-mlp")
+  recipe = dataclasses.replace(train.RECIPES["mnist-mlp"], epochs=2)
+  state, history = train.train_and_evaluate(
+      spec.module(), spec.init_params(jax.random.key(0)), recipe,
+      (ds.train_images[:5000], ds.train_labels[:5000]), (ds.test_images[:2000], ds.test_labels[:2000]),
+      jax.random.key(0), log=lambda line: None)
+  assert history[-1]["test_accuracy"] > 0.85
