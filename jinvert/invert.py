@@ -1,0 +1,206 @@
+"""The inversion engine: find inputs a model maps to chosen outputs, all at once.
+
+One compiled call: `vmap` over targets, `vmap` over restarts, `lax.scan` over optimiser steps.
+It works for any model function `apply_fn(params, x)` taking a batch of inputs and returning a
+batch of outputs, or `(outputs, {layer name: activations})` when objectives read hidden units.
+
+    result = invert(apply_fn, params, class_logit() - 0.05 * total_variation(),
+                    targets=jnp.arange(10), key=jax.random.key(0), restarts=32, steps=200,
+                    input_shape=(28, 28))
+    result.inputs.shape   # (10, 32, 28, 28)
+"""
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jinvert import parameterizations
+from jinvert.errors import JinvertError
+from jinvert.objectives import Context, Objective
+
+
+class InversionResult(NamedTuple):
+  """Outputs of `invert`, T targets by R restarts.
+
+  Attributes:
+    inputs: the optimised inputs, (T, R, *input_shape).
+    loss_history: -objective before each step, (S', T, R), S' = steps // record_every.
+    target_prob: softmax probability of the target class before each step, (S', T, R); for a
+      vector target, of its largest entry; NaN for unit and value targets.
+    outputs: the model's outputs for the final inputs, (T, R, n_outputs).
+  """
+  inputs: jax.Array
+  loss_history: jax.Array
+  target_prob: jax.Array
+  outputs: jax.Array
+
+
+def _split_outputs(result):
+  if isinstance(result, tuple):
+    return result[0], result[1]
+  return result, {}
+
+
+def _single(apply_fn):
+  """Calls a batched model on one input; returns (outputs, activations) for that input."""
+  def fn(params, x):
+    out, acts = _split_outputs(apply_fn(params, x[None]))
+    return out[0], {name: a[0] for name, a in acts.items()}
+  return fn
+
+
+def _report(kind):
+  if kind == "class":
+    return lambda out, target: jax.nn.softmax(out)[target]
+  if kind == "vector":
+    return lambda out, target: jax.nn.softmax(out)[jnp.argmax(target)]
+  return lambda out, target: jnp.full((), jnp.nan, out.dtype)
+
+
+def validate(apply_fn, params, objective: Objective, targets, input_shape, steps, restarts):
+  """Checks every input against the model and the objective; returns targets as an array.
+
+  Raises:
+    JinvertError: naming the problem (input shape, target range, NaN, layer name, counts).
+  """
+  if steps <= 0:
+    raise JinvertError(f"steps must be positive, got {steps}")
+  if restarts <= 0:
+    raise JinvertError(f"restarts must be positive, got {restarts}")
+  try:
+    out, acts = _split_outputs(jax.eval_shape(apply_fn, params,
+                                              jax.ShapeDtypeStruct((1,) + tuple(input_shape),
+                                                                   jnp.float32)))
+  except Exception as e:  # flax and jax raise many types for a shape the model cannot take
+    raise JinvertError(f"the model does not take inputs of shape {tuple(input_shape)} "
+                       f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+  n_out = out.shape[-1]
+  if objective.layer is not None and objective.layer not in acts:
+    valid = ", ".join(acts) or "none (apply_fn returns no activations)"
+    raise JinvertError(f"the model has no layer {objective.layer!r}; valid layer names: {valid}")
+  targets = np.asarray(targets)
+  kind = objective.target_kind
+  if kind is None:
+    if targets.ndim == 0:
+      raise JinvertError("targets must have a leading axis (one entry per target)")
+    return jnp.asarray(targets)
+  if kind in ("class", "unit"):
+    size = n_out if kind == "class" else acts[objective.layer].shape[-1]
+    what = "class" if kind == "class" else f"unit of layer {objective.layer!r}"
+    if targets.ndim != 1 or not np.issubdtype(targets.dtype, np.integer):
+      raise JinvertError(f"{what} targets must be a 1-D array of integers, got shape "
+                         f"{targets.shape} dtype {targets.dtype}")
+    bad = targets[(targets < 0) | (targets >= size)]
+    if bad.size:
+      raise JinvertError(f"target {int(bad[0])} is outside the model's {size} "
+                         f"{'classes' if kind == 'class' else 'units'} (valid: 0-{size - 1})")
+    return jnp.asarray(targets, jnp.int32)
+  targets = targets.astype(np.float32)
+  if not np.all(np.isfinite(targets)):
+    raise JinvertError("target contains NaN or inf")
+  if kind == "vector" and (targets.ndim != 2 or targets.shape[1] != n_out):
+    raise JinvertError(f"target vectors must have shape (T, {n_out}) for this model's {n_out} "
+                       f"outputs, got {targets.shape}")
+  if kind == "value" and targets.ndim != 1:
+    raise JinvertError(f"value targets must be a 1-D array, got shape {targets.shape}")
+  return jnp.asarray(targets)
+
+
+def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.GradientTransformation,
+                   parameterization: parameterizations.Parameterization, steps: int,
+                   input_shape: tuple, transform: Callable | None = None, record_every: int = 1):
+  """Builds the pure function `run(params, targets, keys) -> InversionResult`.
+
+  `targets` has a leading axis T and `keys` is a (T, R) array of keys; `run` vmaps over both
+  and scans over `steps`. Jit it (as `invert` does) to compile the whole search as one call.
+
+  Args:
+    apply_fn: batched model function `apply_fn(params, x)`.
+    objective: the value to maximise.
+    optimizer: an optax optimiser (it minimises -objective).
+    parameterization: latent initialisation, mapping to the input, and constraint.
+    steps: optimiser steps.
+    input_shape: shape of one input.
+    transform: optional robustness transform `fn(key, x) -> x` applied before the model.
+    record_every: keep loss and probability every k-th step (0: keep only the last).
+  """
+  model = _single(apply_fn)
+  report = _report(objective.target_kind)
+  if record_every < 0 or (record_every and steps % record_every):
+    raise JinvertError(f"record_every must divide steps ({steps}), got {record_every}")
+  chunk = record_every or steps
+
+  def one(params, target, key):
+    init_key, step_key = jax.random.split(key)
+    latent = parameterization.init(init_key, tuple(input_shape))
+
+    def loss_fn(latent, k):
+      x = parameterization.to_input(latent)
+      seen = x if transform is None else transform(k, x)
+      out, acts = model(params, seen)
+      return -objective(Context(x, out, acts, target)), out
+
+    def step(carry, i):
+      latent, opt_state = carry
+      (loss, out), grad = jax.value_and_grad(loss_fn, has_aux=True)(
+          latent, jax.random.fold_in(step_key, i))
+      updates, opt_state = optimizer.update(grad, opt_state, latent)
+      latent = parameterization.project(optax.apply_updates(latent, updates))
+      return (latent, opt_state), (loss, report(out, target))
+
+    def recorded(carry, i):  # runs `chunk` steps, keeps the first of them
+      carry, history = jax.lax.scan(step, carry, i * chunk + jnp.arange(chunk))
+      return carry, jax.tree.map(lambda h: h[0], history)
+
+    carry = (latent, optimizer.init(latent))
+    (latent, _), (losses, probs) = jax.lax.scan(recorded, carry, jnp.arange(steps // chunk))
+    x = parameterization.to_input(latent)
+    return x, losses, probs, model(params, x)[0]
+
+  def run(params, targets, keys):
+    over_restarts = jax.vmap(one, in_axes=(None, None, 0))
+    x, losses, probs, outputs = jax.vmap(over_restarts, in_axes=(None, 0, 0))(params, targets, keys)
+    return InversionResult(x, jnp.moveaxis(losses, -1, 0), jnp.moveaxis(probs, -1, 0), outputs)
+
+  return run
+
+
+def lane_keys(key, n_targets: int, restarts: int):
+  """One key per (target, restart): the same key and sizes give the same images."""
+  return jax.random.split(key, n_targets * restarts).reshape(n_targets, restarts)
+
+
+def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
+           restarts: int = 1, steps: int = 200, optimizer: optax.GradientTransformation | None = None,
+           parameterization: parameterizations.Parameterization | None = None,
+           transform: Callable | None = None, record_every: int = 1) -> InversionResult:
+  """Optimises inputs so that `apply_fn(params, x)` maximises `objective`, for every target.
+
+  Args:
+    apply_fn: batched model function; returns outputs, or (outputs, activations).
+    params: the model's parameters (held fixed).
+    objective: the value to maximise (see `jinvert.objectives`).
+    targets: one entry per target, T in all (class indices, vectors, unit indices, values).
+    key: `jax.random` key; it decides every restart's start and every random transform.
+    input_shape: shape of one input.
+    restarts: independent starts per target.
+    steps: optimiser steps.
+    optimizer: optax optimiser (default Adam 0.05).
+    parameterization: default `pixels()`, box [0, 1] by projection.
+    transform: optional robustness transform (see `jinvert.transforms`).
+    record_every: keep the loss and probability history every k-th step (0: none but the first).
+
+  Returns:
+    An InversionResult of arrays shaped (T, R, ...) and histories (S', T, R).
+
+  Raises:
+    JinvertError: bad targets, steps, input shape or layer name.
+  """
+  targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
+  run = make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
+                       parameterization or parameterizations.pixels(), steps, tuple(input_shape),
+                       transform, record_every)
+  return jax.jit(run)(params, targets, lane_keys(key, len(targets), restarts))

@@ -1,0 +1,130 @@
+"""Input parameterisations: what the optimiser moves, how it becomes an input, what keeps it valid.
+
+A Parameterization is three pure functions:
+  init(key, input_shape) -> latent      the starting point of one restart
+  to_input(latent) -> x                 the input the model sees
+  project(latent) -> latent             applied after every optimiser step (a constraint)
+
+Box and ball constraints use `optax.projections` and hold exactly after every step.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jinvert.errors import JinvertError
+
+
+class Parameterization(NamedTuple):
+  init: Callable
+  to_input: Callable
+  project: Callable
+  name: str
+
+
+def _identity(z):
+  return z
+
+
+def _uniform(low, high):
+  return lambda key, shape: jax.random.uniform(key, shape, minval=low, maxval=high)
+
+
+def pixels(low: float = 0.0, high: float = 1.0, init_low: float = 0.0, init_high: float = 1.0,
+           constrain: bool = True) -> Parameterization:
+  """Optimise the pixels themselves, starting U(init_low, init_high), projected onto the box
+  [low, high] after every step when `constrain` (seed 003's "constraints on the input")."""
+  project = (lambda z: optax.projections.projection_box(z, low, high)) if constrain else _identity
+  return Parameterization(_uniform(init_low, init_high), _identity, project,
+                          f"pixels[{low:g},{high:g}]" if constrain else "pixels(free)")
+
+
+def sigmoid(scale: float = 1.0) -> Parameterization:
+  """x = sigmoid(latent): the box [0, 1] by reparameterisation; latent starts N(0, scale^2)."""
+  def init(key, shape):
+    return scale * jax.random.normal(key, shape)
+  return Parameterization(init, jax.nn.sigmoid, _identity, "sigmoid")
+
+
+def _check_center(center, radius):
+  center = jnp.asarray(center, jnp.float32)
+  if not bool(jnp.all(jnp.isfinite(center))):
+    raise JinvertError("ball center contains NaN or inf")
+  if not radius > 0:
+    raise JinvertError(f"ball radius must be positive, got {radius}")
+  return center
+
+
+def l2_ball(center, radius: float, low: float = 0.0, high: float = 1.0) -> Parameterization:
+  """Pixels within L2 distance `radius` of `center` and inside the box [low, high].
+
+  Projects onto the ball, then the box; for a center inside the box the box projection never
+  moves a point away from the center, so both constraints hold after every step.
+  Starts at the center: the search for the closest input the model maps to the target.
+  """
+  center = _check_center(center, radius)
+
+  def project(z):
+    z = center + optax.projections.projection_l2_ball(z - center, radius)
+    return optax.projections.projection_box(z, low, high)
+  return Parameterization(lambda key, shape: jnp.broadcast_to(center, shape), _identity, project,
+                          f"l2_ball({radius:g})")
+
+
+def linf_ball(center, radius: float, low: float = 0.0, high: float = 1.0) -> Parameterization:
+  """Pixels within L-infinity distance `radius` of `center`, inside [low, high]; starts at center.
+
+  The intersection of two boxes is a box, so one `projection_box` is exact.
+  """
+  center = _check_center(center, radius)
+  lo, hi = jnp.maximum(center - radius, low), jnp.minimum(center + radius, high)
+  return Parameterization(lambda key, shape: jnp.broadcast_to(center, shape), _identity,
+                          lambda z: optax.projections.projection_box(z, lo, hi),
+                          f"linf_ball({radius:g})")
+
+
+def fourier(shape=(28, 28), decay: float = 1.0, scale: float = 0.01) -> Parameterization:
+  """Optimise the real 2-D Fourier spectrum of an image of `shape`;
+  x = sigmoid(irfft2(spectrum / f^decay)).
+
+  Scaling each coefficient by 1/f^decay makes low frequencies cheap and high ones dear, so plain
+  gradient steps yield smoother images (Lucid's `fft_image`, grey-scale).
+  """
+  h, w = shape[-2:]
+  fy = np.fft.fftfreq(h)[:, None]
+  fx = np.fft.rfftfreq(w)[None, :]
+  weights = jnp.asarray(1.0 / np.maximum(np.sqrt(fx ** 2 + fy ** 2), 1.0 / max(h, w)) ** decay,
+                        jnp.float32)
+
+  def init(key, input_shape):
+    if tuple(input_shape[-2:]) != (h, w):
+      raise JinvertError(f"fourier parameterisation built for {(h, w)}, input is {input_shape}")
+    return scale * jax.random.normal(key, tuple(input_shape[:-2]) + (2, h, w // 2 + 1))
+
+  def to_input(latent):
+    spectrum = (latent[..., 0, :, :] + 1j * latent[..., 1, :, :]) * weights
+    return jax.nn.sigmoid(jnp.fft.irfft2(spectrum, s=(h, w), norm="ortho") * h)
+
+  return Parameterization(init, to_input, _identity, f"fourier(decay={decay:g})")
+
+
+def identity_times_m(low: float = 0.0, high: float = 1.0) -> Parameterization:
+  """Seed 000's idea, literally: a trainable matrix M between an identity input and the net.
+
+  The net sees x = I @ M, with I the 1x1 identity input and M a (1, n_pixels) matrix. Since
+  I @ M = M and d(loss)/dM = I^T d(loss)/dx = d(loss)/dx, every iterate equals optimising the
+  input directly with the same optimiser: M *is* the input, so optimise the input directly.
+  """
+  def init(key, shape):
+    return jax.random.uniform(key, (1, int(np.prod(shape))), minval=low, maxval=high).reshape(
+        (1,) + tuple(shape))
+
+  def to_input(m):
+    identity = jnp.eye(1, dtype=m.dtype)
+    return (identity @ m.reshape(1, -1)).reshape(m.shape[1:])
+
+  return Parameterization(init, to_input,
+                          lambda m: optax.projections.projection_box(m, low, high), "I@M")
