@@ -25,7 +25,7 @@ def time_epochs(model, repeats):
   step = jax.jit(train.train_step, static_argnames="loss")
 
   def scanned(state):
-    state, _ = train.train_steps_jit(state, x, y, indices, loss=recipe.loss)
+    state, _ = train.train_steps_jit(state, x, y, indices, jax.random.key(2), loss=recipe.loss)
     return state
 
   def looped(state):

@@ -4,12 +4,8 @@ Bad input exits with code 2 and one line on stderr, no traceback.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
-import time
-
-import jax
 
 from jinvert.errors import JinvertError
 
@@ -45,48 +41,167 @@ def _add_train(commands):
 
 
 def cmd_train(args):
-  from jinvert import checkpoint, data, models, train, __version__
+  from jinvert import checkpoint, models, train
 
   spec = models.get_model(args.model)
-  recipe = train.RECIPES[spec.name]
-  if args.epochs is not None:
-    if args.epochs <= 0:
-      raise JinvertError(f"--epochs must be positive, got {args.epochs}")
-    recipe = dataclasses.replace(recipe, epochs=args.epochs, steps=None)
-  key = jax.random.key(args.seed)
-  init_key, data_key, shuffle_key = jax.random.split(key, 3)
-  if spec.dataset is None:
-    if args.dataset is not None:
-      raise JinvertError(f"model {spec.name!r} trains on seed 004's synthetic data; drop --dataset")
-    dataset_name = "seed004-linear"
-    x, y = train.seed004_linear_data(data_key)
-    train_split = test_split = (x, y)
-  else:
-    dataset_name = args.dataset or spec.dataset
-    ds = data.load_dataset(dataset_name, args.data_dir)
-    train_split, test_split = (ds.train_images, ds.train_labels), (ds.test_images, ds.test_labels)
-  out = args.out or f"checkpoints/{spec.name}-{dataset_name}-s{args.seed}.msgpack"
-  init = args.init or spec.inits[0]
-  module = spec.module(init)
-  params = spec.init_params(init_key, init)
-
-  t0 = time.perf_counter()
-  state, history = train.train_and_evaluate(module, params, recipe, train_split, test_split,
-                                            shuffle_key)
-  seconds = time.perf_counter() - t0
-  final = history[-1]
-  summary = {"model": spec.name, "dataset": dataset_name,
-             "test_accuracy": final.get("test_accuracy"), "train_seconds": round(seconds, 3),
-             "checkpoint": str(out)}
+  dataset = args.dataset
+  params, metadata = train.fit(spec.name, dataset, args.seed, args.epochs, args.init, args.data_dir)
+  out = args.out or f"checkpoints/{spec.name}-{metadata['dataset']}-s{args.seed}.msgpack"
+  checkpoint.save_checkpoint(out, params, metadata)
+  summary = {"model": spec.name, "dataset": metadata["dataset"],
+             "test_accuracy": metadata["test_accuracy"],
+             "train_seconds": round(metadata["train_seconds"], 3), "checkpoint": str(out)}
   if spec.name == "linear":
-    layer = state.params["params"]["out"]
+    layer = params["params"]["out"]
     summary.update(weight=float(layer["kernel"][0, 0]), bias=float(layer["bias"][0]))
-  metadata = {"model": spec.name, "init": init, "dataset": dataset_name, "seed": args.seed,
-              "recipe": dataclasses.asdict(recipe), "test_accuracy": final.get("test_accuracy"),
-              "test_loss": final["test_loss"], "train_seconds": seconds,
-              "jinvert_version": __version__, "jax_version": jax.__version__,
-              "backend": jax.default_backend()}
-  checkpoint.save_checkpoint(out, state.params, metadata)
+  return summary
+
+
+def parse_targets(text: str) -> list:
+  """`0-9`, `3`, `1,4,7` or `0-3,8` -> a list of ints."""
+  targets = []
+  for part in text.split(","):
+    bounds = part.strip().split("-")
+    try:
+      if len(bounds) == 1:
+        targets.append(int(bounds[0]))
+      elif len(bounds) == 2:
+        lo, hi = int(bounds[0]), int(bounds[1])
+        if hi < lo:
+          raise ValueError
+        targets.extend(range(lo, hi + 1))
+      else:
+        raise ValueError
+    except ValueError:
+      raise JinvertError(f"--targets: cannot read {part!r}; write e.g. 0-9, 8 or 1,4,7") from None
+  return targets
+
+
+def _add_invert(commands):
+  p = commands.add_parser(
+      "invert", help="find inputs that a trained classifier maps to chosen outputs",
+      description="Optimise inputs of a trained classifier for every target and restart in one "
+                  "compiled call. OUT.npz holds images float32 (T, R, 28, 28) in [0, 1], targets (T,), "
+                  "target_prob (T, R), loss_history (S, T, R), outputs (T, R, C), objective (str). The last "
+                  "stdout line is JSON: targets, restarts, steps, mean_target_prob, "
+                  "min_class_mean_target_prob, seconds, compile_seconds, out.")
+  p.add_argument("checkpoint", metavar="CHECKPOINT", help="a classifier checkpoint (jinvert train)")
+  p.add_argument("--objective", choices=("class", "unit", "output"), default="class",
+                 help="class: the target class (default); unit: one unit of --layer per target; "
+                      "output: cross-entropy to a whole target vector (--target-file, else one-hot)")
+  p.add_argument("--layer", help="hidden layer for --objective unit (default: the first)")
+  p.add_argument("--targets", help="e.g. 0-9 (default), 8, 1,4,7; for units default all of them")
+  p.add_argument("--target-file", help=".npy of target vectors (T, C) for --objective output")
+  p.add_argument("--restarts", type=int, default=8, help="independent starts per target (default 8)")
+  p.add_argument("--steps", type=int, help="optimiser steps (default: the preset's, raw 50, "
+                                           "natural 200)")
+  p.add_argument("--preset", choices=("raw", "natural"), default="natural",
+                 help="raw: seed 003's normalised gradient ascent on pixels; natural: optimise a "
+                      "VAE's latent (default)")
+  p.add_argument("--prior", help="VAE checkpoint for --preset natural (default: the cache's, "
+                                 "trained on first use, about 30 s)")
+  p.add_argument("--seed", type=int, default=0, help="jax.random seed of the starts")
+  p.add_argument("--data-dir", help="data folder, if the natural preset must train its prior")
+  p.add_argument("--out", required=True, help="output .npz")
+  p.add_argument("--png", help="also write a PNG grid, one row per target")
+  p.set_defaults(run=cmd_invert)
+
+
+def natural_prior(dataset: str, path=None, data_dir=None):
+  """The natural preset's VAE for `dataset`: `path`, or the cache's (trained on first use)."""
+  from jinvert import data, models, train
+  path = path or data.cache_dir() / "priors" / f"vae-{dataset}-s0.msgpack"
+  params, _ = train.load_or_train(path, "vae", dataset, seed=0, data_dir=data_dir)
+  return models.get_model("vae").module(), params
+
+
+def cmd_invert(args):
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from jinvert import checkpoint, invert, models, objectives, plots, presets
+  from jinvert.files import atomic_write_with
+
+  params, meta = checkpoint.load_checkpoint(args.checkpoint)
+  spec = models.get_model(meta["model"])
+  if spec.name in ("linear", "vae", "mnist-cvae"):
+    raise JinvertError(f"jinvert invert takes a classifier checkpoint; {args.checkpoint} holds "
+                       f"{spec.name!r}" + (" (use jinvert reconstruct)" if spec.name == "linear" else ""))
+  module = spec.module(meta.get("init"))
+  apply_fn = models.apply_with_activations(module)
+  layer = None
+  if args.objective == "class":
+    objective = None  # the preset's own class objective
+    targets = parse_targets(args.targets or "0-9")
+  elif args.objective == "unit":
+    layer = args.layer or spec.layers[0]
+    objective = objectives.unit(layer)
+    if args.targets:
+      targets = parse_targets(args.targets)
+    else:
+      _, acts = jax.eval_shape(apply_fn, params, jnp.zeros((1,) + spec.input_shape))
+      if layer not in acts:
+        raise JinvertError(f"model {spec.name!r} has no layer {layer!r}; valid layer names: "
+                           f"{', '.join(acts)}")
+      targets = list(range(acts[layer].shape[-1]))
+  else:
+    objective = -objectives.cross_entropy_to()
+    if args.target_file:
+      try:
+        targets = np.load(args.target_file, allow_pickle=False)
+      except (OSError, ValueError) as e:
+        raise JinvertError(f"--target-file {args.target_file}: {e}") from None
+      if targets.ndim == 1:
+        targets = targets[None]
+    else:
+      targets = np.eye(10, dtype=np.float32)[parse_targets(args.targets or "0-9")]
+
+  # everything is checked before the natural preset may spend half a minute on its prior
+  invert.validate(apply_fn, params, objective or objectives.class_logit(), targets,
+                  spec.input_shape, 1 if args.steps is None else args.steps, args.restarts)
+  if args.preset == "raw":
+    preset = presets.raw()
+  else:
+    preset = presets.natural(*natural_prior(meta["dataset"], args.prior, args.data_dir))
+  steps = preset.steps if args.steps is None else args.steps
+  objective = objective or preset.objective
+  result, timing = invert.timed_invert(
+      apply_fn, params, objective, targets, key=jax.random.key(args.seed),
+      input_shape=spec.input_shape, restarts=args.restarts, steps=steps,
+      optimizer=preset.optimizer, parameterization=preset.parameterization,
+      transform=preset.transform)
+  targets = np.asarray(targets)
+
+  probs = jax.nn.softmax(result.outputs, axis=-1)
+  if args.objective == "class":
+    final_prob = probs[jnp.arange(len(targets)), :, targets]
+  elif args.objective == "output":
+    final_prob = probs[jnp.arange(len(targets)), :, jnp.argmax(targets, -1)]
+  else:
+    final_prob = jnp.full(result.outputs.shape[:2], jnp.nan)
+  arrays = {"images": np.asarray(result.inputs, np.float32), "targets": np.asarray(targets),
+            "target_prob": np.asarray(final_prob, np.float32),
+            "loss_history": np.asarray(result.loss_history, np.float32),
+            "outputs": np.asarray(result.outputs, np.float32),
+            "objective": np.array(objective.name)}
+  atomic_write_with(args.out, lambda f: np.savez(f, **arrays))
+  class_means = np.nanmean(np.asarray(final_prob), axis=1) if args.objective != "unit" else None
+  summary = {"targets": [t.tolist() for t in np.asarray(targets)], "restarts": args.restarts,
+             "steps": steps, "objective": objective.name, "preset": args.preset,
+             "mean_target_prob": None if class_means is None else float(class_means.mean()),
+             "min_class_mean_target_prob": None if class_means is None else float(class_means.min()),
+             "seconds": round(timing["seconds"], 4),
+             "compile_seconds": round(timing["compile_seconds"], 4), "out": args.out}
+  if args.png:
+    images = np.asarray(result.inputs)
+    if args.objective == "unit" and args.restarts == 1:
+      plots.save_grid(args.png, images, columns=int(np.ceil(np.sqrt(len(targets)))),
+                      title=f"{spec.name} {layer}: each unit maximised")
+    else:
+      plots.save_grid(args.png, images, row_labels=summary["targets"] if args.objective == "class"
+                      else None, title=f"{spec.name} {args.preset}: {objective.name}")
+    summary["png"] = args.png
   return summary
 
 
@@ -95,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                    parser_class=_Parser)
   _add_train(commands)
+  _add_invert(commands)
   return parser
 
 

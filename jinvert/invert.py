@@ -10,6 +10,7 @@ batch of outputs, or `(outputs, {layer name: activations})` when objectives read
     result.inputs.shape   # (10, 32, 28, 28)
 """
 
+import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -173,6 +174,28 @@ def lane_keys(key, n_targets: int, restarts: int):
   return jax.random.split(key, n_targets * restarts).reshape(n_targets, restarts)
 
 
+def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
+                 restarts: int = 1, steps: int = 200,
+                 optimizer: optax.GradientTransformation | None = None,
+                 parameterization: parameterizations.Parameterization | None = None,
+                 transform: Callable | None = None, record_every: int = 1):
+  """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds"}).
+
+  Compilation (`lower().compile()`) is timed apart from the compiled call, which is timed up to
+  `block_until_ready`. Arguments as for `invert`.
+  """
+  targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
+  run = jax.jit(make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
+                               parameterization or parameterizations.pixels(), steps,
+                               tuple(input_shape), transform, record_every))
+  keys = lane_keys(key, len(targets), restarts)
+  t0 = time.perf_counter()
+  compiled = run.lower(params, targets, keys).compile()
+  t1 = time.perf_counter()
+  result = jax.block_until_ready(compiled(params, targets, keys))
+  return result, {"compile_seconds": t1 - t0, "seconds": time.perf_counter() - t1}
+
+
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
            restarts: int = 1, steps: int = 200, optimizer: optax.GradientTransformation | None = None,
            parameterization: parameterizations.Parameterization | None = None,
@@ -199,8 +222,7 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
   Raises:
     JinvertError: bad targets, steps, input shape or layer name.
   """
-  targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
-  run = make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
-                       parameterization or parameterizations.pixels(), steps, tuple(input_shape),
-                       transform, record_every)
-  return jax.jit(run)(params, targets, lane_keys(key, len(targets), restarts))
+  return timed_invert(apply_fn, params, objective, targets, key=key, input_shape=input_shape,
+                      restarts=restarts, steps=steps, optimizer=optimizer,
+                      parameterization=parameterization, transform=transform,
+                      record_every=record_every)[0]

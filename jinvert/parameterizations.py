@@ -128,3 +128,17 @@ def identity_times_m(low: float = 0.0, high: float = 1.0) -> Parameterization:
 
   return Parameterization(init, to_input,
                           lambda m: optax.projections.projection_box(m, low, high), "I@M")
+
+
+def decoder(decode_fn, latent_dim: int, init_scale: float = 1.0) -> Parameterization:
+  """Optimise the latent z of a generative decoder: x = decode_fn(z), a learned image prior.
+
+  Args:
+    decode_fn: `decode_fn(z) -> x` for one latent vector, x in the input space.
+    latent_dim: size of z.
+    init_scale: standard deviation of the starting z (the decoder's prior is N(0, I)).
+  """
+  def init(key, shape):
+    return init_scale * jax.random.normal(key, (latent_dim,))
+
+  return Parameterization(init, decode_fn, _identity, f"decoder(d={latent_dim})")

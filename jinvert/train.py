@@ -6,6 +6,7 @@ jitted step (`experiments/train_loop_speed.py`).
 """
 
 import dataclasses
+import functools
 import sys
 import time
 from typing import Callable
@@ -29,7 +30,7 @@ class Recipe:
     batch_size: examples per step.
     epochs: passes over the training set (used when `steps` is None).
     steps: a fixed number of steps, as seed 002's `for i in range(2000)` loop.
-    loss: `mean_xent`, `sum_xent` (seed 002's summed cross-entropy) or `mse`.
+    loss: a name in LOSSES: `mean_xent`, `sum_xent` (seed 002's), `mse`, `elbo`.
     log_every: epochs between progress lines.
   """
   optimizer: str
@@ -47,6 +48,9 @@ RECIPES = {
     "fashion-mlp": Recipe("adam", 1e-3, batch_size=32, epochs=10),
     # seed 004: model.fit(epochs=100000, batch_size=100) on 100 points, one step an epoch
     "linear": Recipe("adam", 1e-3, batch_size=100, epochs=100_000, loss="mse", log_every=10_000),
+    "cnn": Recipe("adam", 1e-3, batch_size=128, epochs=3),
+    "vae": Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
+    "mnist-cvae": Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
 }
 
 OPTIMIZERS = {"adam": optax.adam, "adagrad": optax.adagrad, "sgd": optax.sgd}
@@ -61,29 +65,57 @@ def create_train_state(module, params, recipe: Recipe) -> train_state.TrainState
                                        tx=make_optimizer(recipe))
 
 
-def loss_and_metrics(outputs, labels, loss: str):
-  """Returns (scalar loss, {"loss", and "accuracy" for classifiers})."""
-  if loss == "mse":
-    value = jnp.mean((outputs[..., 0] - labels) ** 2)
-    return value, {"loss": value}
-  xent = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
-  value = jnp.sum(xent) if loss == "sum_xent" else jnp.mean(xent)
-  accuracy = jnp.mean(jnp.argmax(outputs, -1) == labels)
-  return value, {"loss": jnp.mean(xent), "accuracy": accuracy}
+def _classification(reduce):
+  def loss(apply_fn, params, inputs, labels, key):
+    del key
+    logits = apply_fn(params, inputs)
+    xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return reduce(xent), {"loss": jnp.mean(xent), "accuracy": accuracy}
+  return loss
 
 
-def train_step(state, batch, loss: str = "mean_xent"):
+def _mse(apply_fn, params, inputs, targets, key):
+  del key
+  value = jnp.mean((apply_fn(params, inputs)[..., 0] - targets) ** 2)
+  return value, {"loss": value}
+
+
+def _elbo(apply_fn, params, inputs, labels, key):
+  """Negative ELBO of a (conditional) VAE whose apply returns (logits, mean, logvar)."""
+  logits, mean, logvar = apply_fn(params, inputs, labels, key)
+  x = inputs.reshape(logits.shape)
+  reconstruction = jnp.sum(optax.sigmoid_binary_cross_entropy(logits, x), axis=-1)
+  kl = -0.5 * jnp.sum(1 + logvar - mean ** 2 - jnp.exp(logvar), axis=-1)
+  value = jnp.mean(reconstruction + kl)
+  return value, {"loss": value, "kl": jnp.mean(kl)}
+
+
+# Each loss is `loss(apply_fn, params, inputs, labels, key) -> (scalar, metrics)`.
+LOSSES = {
+    "mean_xent": _classification(jnp.mean),
+    "sum_xent": _classification(jnp.sum),  # seed 002: -tf.reduce_sum(y_ * tf.log(y))
+    "mse": _mse,
+    "elbo": _elbo,
+}
+
+
+def train_step(state, batch, loss: str = "mean_xent", key=None):
   """One optimiser step on a batch `(inputs, labels)`.
+
+  Args:
+    state: a flax TrainState.
+    batch: `(inputs, labels)`.
+    loss: a name in LOSSES.
+    key: `jax.random` key for losses that sample (the VAE's ELBO).
 
   Returns:
     (new state, metrics of the batch before the step).
   """
   inputs, labels = batch
-
-  def loss_fn(params):
-    return loss_and_metrics(state.apply_fn(params, inputs), labels, loss)
-
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads, metrics = jax.grad(
+      lambda params: LOSSES[loss](state.apply_fn, params, inputs, labels, key), has_aux=True)(
+          state.params)
   return state.apply_gradients(grads=grads), metrics
 
 
@@ -96,10 +128,10 @@ def epoch_indices(key, n_examples: int, batch_size: int, n_steps: int):
   return perms.reshape(-1, batch_size)[:n_steps]
 
 
-def train_steps(state, inputs, labels, indices, loss: str = "mean_xent"):
+def train_steps(state, inputs, labels, indices, key, loss: str = "mean_xent"):
   """Runs one step per row of `indices` with `lax.scan`; returns (state, mean metrics)."""
   def body(state, idx):
-    return train_step(state, (inputs[idx], labels[idx]), loss)
+    return train_step(state, (inputs[idx], labels[idx]), loss, jax.random.fold_in(key, state.step))
 
   state, metrics = jax.lax.scan(body, state, indices)
   return state, jax.tree.map(jnp.mean, metrics)
@@ -109,13 +141,20 @@ train_steps_jit = jax.jit(train_steps, static_argnames="loss", donate_argnums=0)
 
 
 def evaluate(apply_fn: Callable, params, inputs, labels, loss: str = "mean_xent",
-             batch_size: int = 10_000) -> dict:
-  """Loss and (for classifiers) accuracy over a whole split, in batches."""
-  predict = jax.jit(apply_fn)
-  outputs = jnp.concatenate([predict(params, inputs[i:i + batch_size])
-                             for i in range(0, len(inputs), batch_size)])
-  _, metrics = loss_and_metrics(outputs, jnp.asarray(labels), loss)
-  return {k: float(v) for k, v in metrics.items()}
+             batch_size: int = 10_000, key=None) -> dict:
+  """Metrics of `loss` over a whole split, averaged over batches of `batch_size`."""
+  key = jax.random.key(0) if key is None else key
+  batches = [(inputs[i:i + batch_size], labels[i:i + batch_size])
+             for i in range(0, len(inputs), batch_size)]
+  metrics = [_eval_batch(apply_fn, params, jnp.asarray(x), jnp.asarray(y), key, loss)
+             for x, y in batches]
+  weights = np.array([len(x) for x, _ in batches], np.float64)
+  return {k: float(np.average([float(m[k]) for m in metrics], weights=weights)) for k in metrics[0]}
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "loss"))
+def _eval_batch(apply_fn, params, inputs, labels, key, loss):
+  return LOSSES[loss](apply_fn, params, inputs, labels, key)[1]
 
 
 def total_steps(recipe: Recipe, n_examples: int) -> int:
@@ -132,7 +171,7 @@ def train_and_evaluate(module, params, recipe: Recipe, train, test, key, log=Non
     params: initial variables.
     recipe: the training recipe.
     train, test: `(inputs, labels)` pairs of arrays.
-    key: `jax.random` key for shuffling.
+    key: `jax.random` key for shuffling and for losses that sample.
     log: called with one progress line per chunk (default: print to stderr).
 
   Returns:
@@ -147,13 +186,14 @@ def train_and_evaluate(module, params, recipe: Recipe, train, test, key, log=Non
   per_epoch = n // recipe.batch_size
   steps = total_steps(recipe, n)
   chunk = per_epoch * recipe.log_every
+  shuffle_key, noise_key = jax.random.split(key)
   n_chunks = -(-steps // chunk)
   history = []
   for c in range(n_chunks):
     t0 = time.perf_counter()
     n_steps = min(chunk, steps - c * chunk)
-    indices = epoch_indices(jax.random.fold_in(key, c), n, recipe.batch_size, n_steps)
-    state, metrics = train_steps_jit(state, inputs, labels, indices, loss=recipe.loss)
+    indices = epoch_indices(jax.random.fold_in(shuffle_key, c), n, recipe.batch_size, n_steps)
+    state, metrics = train_steps_jit(state, inputs, labels, indices, noise_key, loss=recipe.loss)
     metrics = {f"train_{k}": float(v) for k, v in metrics.items()}
     metrics.update({f"test_{k}": v for k, v in
                     evaluate(state.apply_fn, state.params, *test, loss=recipe.loss).items()})
@@ -173,3 +213,71 @@ def seed004_linear_data(key, n: int = 100):
   x = jax.random.uniform(kx, (n, 1), minval=0.0, maxval=1000.0)
   y = 0.4 * x[:, 0] - 50.0 * jax.random.uniform(ky, (n,))
   return np.asarray(x), np.asarray(y)
+
+
+def fit(model: str, dataset: str | None = None, seed: int = 0, epochs: int | None = None,
+        init: str | None = None, data_dir=None, log=None):
+  """Trains a registered model by its recipe on its data; the whole `jinvert train` job.
+
+  Args:
+    model: registry name.
+    dataset: `mnist` or `fashion-mnist` (default: the model's own; None for `linear`).
+    seed: decides init, shuffling and any sampling.
+    epochs: overrides the recipe's epochs or fixed step count.
+    init: init scheme name (default: the model's first).
+    data_dir: optional data folder tried first.
+    log: progress callback (default: stderr).
+
+  Returns:
+    (params, metadata) ready for `checkpoint.save_checkpoint`.
+  """
+  from jinvert import __version__, data, models
+
+  spec = models.get_model(model)
+  recipe = RECIPES[spec.name]
+  if epochs is not None:
+    if epochs <= 0:
+      raise JinvertError(f"epochs must be positive, got {epochs}")
+    recipe = dataclasses.replace(recipe, epochs=epochs, steps=None)
+  init_key, data_key, shuffle_key = jax.random.split(jax.random.key(seed), 3)
+  if spec.dataset is None:
+    if dataset is not None:
+      raise JinvertError(f"model {spec.name!r} trains on seed 004's synthetic data; drop --dataset")
+    dataset = "seed004-linear"
+    train_split = test_split = seed004_linear_data(data_key)
+  else:
+    dataset = dataset or spec.dataset
+    ds = data.load_dataset(dataset, data_dir)
+    train_split, test_split = (ds.train_images, ds.train_labels), (ds.test_images, ds.test_labels)
+  init = init or spec.inits[0]
+  module = spec.module(init)
+  t0 = time.perf_counter()
+  state, history = train_and_evaluate(module, spec.init_params(init_key, init), recipe,
+                                      train_split, test_split, shuffle_key, log)
+  final = history[-1]
+  metadata = {"model": spec.name, "init": init, "dataset": dataset, "seed": seed,
+              "recipe": dataclasses.asdict(recipe), "test_accuracy": final.get("test_accuracy"),
+              "test_loss": final["test_loss"], "train_seconds": time.perf_counter() - t0,
+              "jinvert_version": __version__, "jax_version": jax.__version__,
+              "backend": jax.default_backend()}
+  return state.params, metadata
+
+
+def load_or_train(path, model: str, dataset: str | None = None, seed: int = 0, data_dir=None,
+                  log=None):
+  """Loads the checkpoint at `path` if it exists (checking it is `model` on `dataset`), else
+  trains it with `fit` and saves it there atomically. Returns (params, metadata)."""
+  from pathlib import Path
+  from jinvert import checkpoint
+
+  if Path(path).exists():
+    params, metadata = checkpoint.load_checkpoint(path, expect_model=model)
+    if dataset is not None and metadata.get("dataset") != dataset:
+      raise JinvertError(f"{path}: checkpoint trained on {metadata.get('dataset')!r}, "
+                         f"expected {dataset!r}")
+    return params, metadata
+  (log or (lambda line: print(line, file=sys.stderr, flush=True)))(
+      f"training {model} on {dataset} (seed {seed}) -> {path}")
+  params, metadata = fit(model, dataset, seed, data_dir=data_dir, log=log)
+  checkpoint.save_checkpoint(path, params, metadata)
+  return params, metadata

@@ -1,0 +1,60 @@
+"""Helpers the experiment scripts share: checkpoints, timed preset runs, quality tables."""
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jinvert import invert, metrics, models, train
+from jinvert.files import atomic_write_bytes
+
+
+def log(line):
+  print(line, file=sys.stderr, flush=True)
+
+
+def classifier(name, dataset, checkpoints, seed=0, data_dir=None):
+  """(apply_fn with activations, params) of a registered classifier, trained if not cached."""
+  params, meta = train.load_or_train(Path(checkpoints) / f"{name}-{dataset}-s{seed}.msgpack", name,
+                                     dataset, seed, data_dir, log)
+  return models.apply_with_activations(models.get_model(name).module(meta["init"])), params, meta
+
+
+def run_preset(apply_fn, params, preset, targets, restarts, seed, objective=None, **overrides):
+  """Runs a preset (optionally with another objective or parameterisation) on all targets."""
+  kw = dict(optimizer=preset.optimizer, parameterization=preset.parameterization,
+            transform=preset.transform, steps=preset.steps)
+  kw.update(overrides)
+  return invert.timed_invert(apply_fn, params, objective or preset.objective, jnp.asarray(targets),
+                             key=jax.random.key(seed), input_shape=(28, 28), restarts=restarts, **kw)
+
+
+def quality(result, timing, targets, judge, train_images):
+  """metrics.summarize plus the timings."""
+  summary = metrics.summarize(result.inputs, result.outputs, targets, judge, train_images)
+  summary.update({k: round(v, 4) for k, v in timing.items()})
+  summary["image_seconds"] = timing["seconds"] / result.inputs.shape[0] / result.inputs.shape[1]
+  return summary
+
+
+COLUMNS = (("target_prob", "mean", "p(target)"), ("target_prob", "min", "min class p"),
+           ("agreement", "mean", "agreement"), ("agreement", "min", "min class agr."),
+           ("diversity", "mean", "diversity"), ("nearest_train_distance", "mean", "nearest train"),
+           ("total_variation", "mean", "TV"))
+
+
+def table(rows: dict) -> str:
+  """A markdown table, a row per method, of the quality metrics."""
+  head = "| method | " + " | ".join(c[2] for c in COLUMNS) + " | seconds | compile s |"
+  lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
+  for name, s in rows.items():
+    cells = [f"{s[m][k]:.4f}" if m in s else "-" for m, k, _ in COLUMNS]
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {s['seconds']:.3f} | {s['compile_seconds']:.2f} |")
+  return "\n".join(lines)
+
+
+def write_json(path, obj):
+  atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())

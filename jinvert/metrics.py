@@ -1,0 +1,91 @@
+"""Quality metrics of inverted images, shaped (T, R, 28, 28) for T targets and R restarts."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def target_probability(outputs, targets):
+  """softmax(outputs)[target] for every image; outputs (T, R, C), targets (T,) -> (T, R)."""
+  probs = jax.nn.softmax(jnp.asarray(outputs), axis=-1)
+  return jnp.take_along_axis(probs, jnp.asarray(targets)[:, None, None], axis=-1)[..., 0]
+
+
+def agreement(judge_fn, judge_params, images, targets, batch_size: int = 4096):
+  """Fraction of each target's images that an independent model also assigns to the target.
+
+  Args:
+    judge_fn: batched `apply_fn(params, x) -> logits` of the second model.
+    judge_params: its parameters.
+    images: (T, R, H, W).
+    targets: (T,) class indices.
+
+  Returns:
+    (T,) fractions in [0, 1].
+  """
+  images = jnp.asarray(images)
+  flat = images.reshape((-1,) + images.shape[2:])
+  predict = jax.jit(judge_fn)
+  labels = jnp.concatenate([jnp.argmax(predict(judge_params, flat[i:i + batch_size]), -1)
+                            for i in range(0, len(flat), batch_size)])
+  return jnp.mean(labels.reshape(images.shape[:2]) == jnp.asarray(targets)[:, None], axis=1)
+
+
+def diversity(images):
+  """Mean pairwise L2 distance between the restarts of each target: (T, R, ...) -> (T,)."""
+  flat = jnp.asarray(images).reshape(images.shape[:2] + (-1,))
+  r = flat.shape[1]
+  if r < 2:
+    return jnp.zeros(flat.shape[0])
+  d = jnp.sqrt(jnp.maximum(_squared_distances(flat, flat), 0.0))
+  return jnp.sum(d, axis=(1, 2)) / (r * (r - 1))
+
+
+@jax.jit
+def _squared_distances(a, b):
+  """||a_i - b_j||^2 for batches of vectors, (..., N, D) x (..., M, D) -> (..., N, M)."""
+  return (jnp.sum(a ** 2, -1)[..., :, None] + jnp.sum(b ** 2, -1)[..., None, :]
+          - 2 * jnp.einsum("...nd,...md->...nm", a, b, precision="highest"))
+
+
+def nearest_train_distance(images, train_images, chunk: int = 10_000):
+  """L2 distance from each image to its nearest training image: (T, R, H, W) -> (T, R)."""
+  images = jnp.asarray(images)
+  flat = images.reshape(-1, int(np.prod(images.shape[2:])))
+  train = jnp.asarray(train_images).reshape(len(train_images), -1)
+  best = jnp.full(len(flat), jnp.inf)
+  for i in range(0, len(train), chunk):
+    best = jnp.minimum(best, jnp.min(_squared_distances(flat, train[i:i + chunk]), axis=1))
+  return jnp.sqrt(jnp.maximum(best, 0.0)).reshape(images.shape[:2])
+
+
+def total_variation(images):
+  """Summed absolute difference between neighbouring pixels of each image: -> (T, R)."""
+  images = jnp.asarray(images)
+  return (jnp.sum(jnp.abs(jnp.diff(images, axis=-1)), axis=(-2, -1))
+          + jnp.sum(jnp.abs(jnp.diff(images, axis=-2)), axis=(-2, -1)))
+
+
+def summarize(images, outputs, targets, judge=None, train_images=None) -> dict:
+  """Every metric, per target and averaged, as plain floats for JSON.
+
+  Args:
+    images: (T, R, H, W) inverted images.
+    outputs: (T, R, C) the source model's outputs for them.
+    targets: (T,) class indices.
+    judge: optional `(apply_fn, params)` of an independent model, for cross-model agreement.
+    train_images: optional (N, H, W), for the distance to the nearest training image.
+  """
+  prob = target_probability(outputs, targets)
+  per_class = {"target_prob": jnp.mean(prob, axis=1), "diversity": diversity(images),
+               "total_variation": jnp.mean(total_variation(images), axis=1)}
+  if judge is not None:
+    per_class["agreement"] = agreement(judge[0], judge[1], images, targets)
+  if train_images is not None:
+    per_class["nearest_train_distance"] = jnp.mean(nearest_train_distance(images, train_images), 1)
+  summary = {"targets": [int(t) for t in np.asarray(targets)]}
+  for name, values in per_class.items():
+    values = np.asarray(values, np.float64)
+    summary[name] = {"per_target": [round(float(v), 6) for v in values],
+                     "mean": float(values.mean()), "min": float(values.min())}
+  return summary

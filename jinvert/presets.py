@@ -1,0 +1,62 @@
+"""Presets: complete inversion recipes, chosen by measurement.
+
+`raw` is seed 003's answer: start U(0, 1), ascend the target logit with L2-normalised gradient
+steps of length 1, clip to [0, 1], 50 steps. It always fools the model, and the images are
+noise to anything else.
+
+`natural` optimises in the latent space of a VAE trained on the same data (a learned prior):
+x = sigmoid(decoder(z)), z starting N(0, I), Adam 0.05 on the target's log-probability for 500
+steps, the model seeing each image jittered by up to 2 pixels and blurred (Lucid's
+transformation robustness). The decoder can only draw images like its training data, and the
+robustness keeps the optimiser from exploiting what one exact pixel grid makes this one model
+read; each restart starts from its own z, so restarts differ.
+
+Chosen by `experiments/natural_preset_sweep.py` on mnist-mlp, 10 digits x 32 restarts, judged by
+an independently trained CNN (agreement: the fraction of images it also assigns to the target;
+real test digits have diversity 8.74 on the same measure):
+  no robustness, 200 steps:  p >= 0.9974, agreement 73.1% (worst class 46.9%), diversity 7.80
+  + weight decay 0.1, 500 steps:      agreement 92.8% (75.0%), diversity 3.29
+  jitter + blur, 500 steps:  p >= 0.9964, agreement 98.4% (93.8%), diversity 7.03   <- natural
+  jitter + blur + decay 0.1, 500:     agreement 100% (100%), diversity 2.59 (collapsing)
+A bound on |z| and a ceiling on the objective changed nothing and were dropped.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax
+import optax
+
+from jinvert import objectives, parameterizations, transforms
+
+
+class Preset(NamedTuple):
+  """Everything `invert` needs besides the model, the targets and the key."""
+  objective: objectives.Objective
+  optimizer: optax.GradientTransformation
+  parameterization: parameterizations.Parameterization
+  steps: int
+  transform: Callable | None = None
+
+
+def raw(steps: int = 50, learning_rate: float = 1.0) -> Preset:
+  """Seed 003: normalised-gradient ascent on the target logit from U(0, 1), clipped to [0, 1]."""
+  return Preset(objectives.class_logit(),
+                optax.chain(optax.normalize_by_update_norm(), optax.sgd(learning_rate)),
+                parameterizations.pixels(), steps)
+
+
+def vae_decode_fn(module, params, image_shape=(28, 28)):
+  """`decode(z) -> image in [0, 1]` for one latent vector of a jinvert VAE."""
+  def decode(z):
+    logits = module.apply(params, z[None], method=type(module).decode)[0]
+    return jax.nn.sigmoid(logits).reshape(image_shape)
+  return decode
+
+
+def natural(vae_module, vae_params, steps: int = 500, learning_rate: float = 0.05) -> Preset:
+  """A learned prior: Adam on the target log-probability in a VAE's latent space, robust to
+  2-pixel jitter and blur."""
+  return Preset(objectives.class_log_prob(), optax.adam(learning_rate),
+                parameterizations.decoder(vae_decode_fn(vae_module, vae_params),
+                                          vae_module.latent_dim), steps,
+                transforms.compose([transforms.jitter(2), transforms.blur(1.0)]))

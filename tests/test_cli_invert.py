@@ -1,0 +1,109 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jinvert import checkpoint, models
+from jinvert.cli import main, parse_targets
+from jinvert.errors import JinvertError
+from test_cli import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+  """Untrained checkpoints: enough to test the command's contract, in seconds."""
+  folder = tmp_path_factory.mktemp("ckpt")
+  paths = {}
+  for name in ("mnist-mlp", "vae", "linear"):
+    paths[name] = folder / f"{name}.msgpack"
+    checkpoint.save_checkpoint(paths[name], models.get_model(name).init_params(jax.random.key(0)),
+                               {"model": name, "dataset": "mnist"})
+  return paths
+
+
+def test_parse_targets():
+  assert parse_targets("0-3,8") == [0, 1, 2, 3, 8]
+  with pytest.raises(JinvertError, match="cannot read '3-1'"):
+    parse_targets("3-1")
+
+
+def test_invert_raw_writes_documented_npz_json_and_png(ckpts, tmp_path, capsys):
+  out, png = tmp_path / "r.npz", tmp_path / "r.png"
+  code, stdout, _ = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--preset", "raw",
+                            "--targets", "0-2", "--restarts", "4", "--steps", "6",
+                            "--out", str(out), "--png", str(png))
+  assert code == 0
+  summary = json.loads(stdout.strip().splitlines()[-1])
+  for key in ("targets", "restarts", "steps", "mean_target_prob", "min_class_mean_target_prob",
+              "seconds", "compile_seconds", "out"):
+    assert key in summary
+  with np.load(out, allow_pickle=False) as f:
+    assert f["images"].shape == (3, 4, 28, 28) and f["images"].dtype == np.float32
+    assert 0.0 <= f["images"].min() and f["images"].max() <= 1.0
+    np.testing.assert_array_equal(f["targets"], [0, 1, 2])
+    assert f["target_prob"].shape == (3, 4) and f["loss_history"].shape == (6, 3, 4)
+    assert summary["min_class_mean_target_prob"] == pytest.approx(
+        float(f["target_prob"].mean(1).min()), rel=1e-5)
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_invert_units_and_natural_preset(ckpts, tmp_path, capsys):
+  code, stdout, _ = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--objective", "unit",
+                            "--layer", "hidden2", "--targets", "0-3", "--restarts", "1",
+                            "--steps", "3", "--preset", "raw", "--out", str(tmp_path / "u.npz"))
+  assert code == 0 and json.loads(stdout.splitlines()[-1])["targets"] == [0, 1, 2, 3]
+  code, stdout, _ = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--preset", "natural",
+                            "--prior", str(ckpts["vae"]), "--targets", "7", "--restarts", "2",
+                            "--steps", "3", "--out", str(tmp_path / "n.npz"))
+  assert code == 0
+  with np.load(tmp_path / "n.npz") as f:
+    assert f["images"].shape == (1, 2, 28, 28)
+
+
+def test_invert_output_objective_from_target_file(ckpts, tmp_path, capsys):
+  vectors = np.full((2, 10), 0.02, np.float32)
+  vectors[0, 3] = vectors[1, 5] = 0.82
+  np.save(tmp_path / "v.npy", vectors)
+  code, stdout, _ = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--objective", "output",
+                            "--target-file", str(tmp_path / "v.npy"), "--restarts", "2",
+                            "--steps", "3", "--preset", "raw", "--out", str(tmp_path / "o.npz"))
+  assert code == 0
+  with np.load(tmp_path / "o.npz") as f:
+    np.testing.assert_allclose(f["targets"], vectors)
+
+
+@pytest.mark.parametrize("extra,fragments", [
+    (["--targets", "0-10"], ["target 10 is outside the model's 10 classes"]),
+    (["--objective", "unit", "--layer", "conv9"], ["no layer 'conv9'", "hidden1, hidden2"]),
+    (["--steps", "0"], ["steps must be positive, got 0"]),
+    (["--targets", "x"], ["cannot read 'x'"]),
+])
+def test_invert_bad_input_exits_2_and_writes_nothing(ckpts, tmp_path, capsys, extra, fragments):
+  out = tmp_path / "x.npz"
+  code, _, err = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--preset", "raw",
+                         "--out", str(out), *extra)
+  assert_one_line_error(code, err, *fragments)
+  assert not out.exists()
+
+
+@pytest.mark.parametrize("vector,fragment", [
+    (np.array([0.5, np.nan] + [0.0] * 8), "target contains NaN"),
+    (np.ones((1, 7)) / 7, r"must have shape (T, 10)"),
+])
+def test_invert_bad_target_vector(ckpts, tmp_path, capsys, vector, fragment):
+  np.save(tmp_path / "v.npy", vector)
+  code, _, err = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--objective", "output",
+                         "--target-file", str(tmp_path / "v.npy"), "--out", str(tmp_path / "x.npz"))
+  assert_one_line_error(code, err, fragment)
+
+
+def test_invert_rejects_wrong_checkpoints(ckpts, tmp_path, capsys):
+  code, _, err = run_cli(capsys, "invert", str(ckpts["linear"]), "--out", str(tmp_path / "x.npz"))
+  assert_one_line_error(code, err, "takes a classifier checkpoint", "'linear'")
+  bad = tmp_path / "bad.msgpack"
+  checkpoint.save_checkpoint(bad, models.get_model("r2rt-mlp").init_params(jax.random.key(0)),
+                             {"model": "mnist-mlp"})
+  code, _, err = run_cli(capsys, "invert", str(bad), "--out", str(tmp_path / "x.npz"))
+  assert_one_line_error(code, err, "params/dense1/kernel has shape (784, 100)")
+  assert not (tmp_path / "x.npz").exists()
