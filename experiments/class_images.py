@@ -63,9 +63,9 @@ def main():
 
   units, unit_timing = common.run_preset(
       apply_fn, params, presets.raw(steps=100), np.arange(256), 1, args.seed,
-      objective=objectives.unit("hidden1"))
+      objective=objectives.unit("hidden1_pre"))
   plots.save_grid(out / "hidden1_units.png", units.inputs, columns=16,
-                  title="mnist-mlp hidden1: each of the 256 units maximised (raw preset, 100 steps)")
+                  title="mnist-mlp hidden1: each of the 256 units maximised (pre-activation, raw preset)")
 
   report = {"model": meta, "judge": {"model": "cnn", "test_accuracy": judge_meta["test_accuracy"]},
             "restarts": args.restarts, "seed": args.seed, "presets": rows, "m_matrix": m_matrix,

@@ -23,6 +23,9 @@ def atomic_write_bytes(path, data: bytes) -> Path:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make results unreadable to others
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)

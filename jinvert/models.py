@@ -18,7 +18,7 @@ ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid}
 
 
 class MLP(nn.Module):
-  """Flatten, hidden layers dense1, dense2, ... (activations sown as hidden1, hidden2, ...), out.
+  """Flatten, hidden layers dense1, dense2, ..., out; sows hidden1_pre, hidden1, hidden2_pre, ...
 
   Attributes:
     hidden: widths of the hidden layers.
@@ -40,6 +40,8 @@ class MLP(nn.Module):
     for i, width in enumerate(self.hidden, start=1):
       h = nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init,
                    name=f"dense{i}")(h)
+      # the pre-activation too: maximising it never sticks at a ReLU that is off at the start
+      self.sow("intermediates", f"hidden{i}_pre", h)
       h = ACTIVATIONS[self.activation](h)
       self.sow("intermediates", f"hidden{i}", h)
     return nn.Dense(self.outputs, kernel_init=self.kernel_init, bias_init=self.bias_init,
@@ -108,7 +110,8 @@ class ModelSpec:
     input_shape: shape of one input.
     dataset: the dataset it trains on by default (None for synthetic data).
     inits: the init schemes `make` accepts; the first is the default.
-    layers: names of the hidden layers whose activations are sown.
+    layers: names of the sown activations (`hiddenN_pre` before the nonlinearity, `hiddenN`
+      after), the first being the default for unit objectives.
   """
   name: str
   make: Callable[[str], nn.Module]
@@ -145,11 +148,11 @@ def _r2rt_mlp(init):
 REGISTRY = {
     spec.name: spec for spec in (
         ModelSpec("mnist-mlp", _mnist_mlp, (28, 28), "mnist", ("glorot", "seed-normal"),
-                  ("hidden1", "hidden2")),
+                  ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")),
         ModelSpec("r2rt-mlp", _r2rt_mlp, (28, 28), "mnist", ("truncated-normal",),
-                  ("hidden1", "hidden2")),
+                  ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")),
         ModelSpec("fashion-mlp", lambda init: MLP((128,)), (28, 28), "fashion-mnist",
-                  ("glorot",), ("hidden1",)),
+                  ("glorot",), ("hidden1_pre", "hidden1")),
         ModelSpec("linear", lambda init: MLP((), outputs=1, input_ndim=1), (1,), None, ("glorot",)),
         ModelSpec("cnn", lambda init: CNN(), (28, 28), "mnist", ("lecun",), ("hidden1",)),
         ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist", ("lecun",)),

@@ -75,7 +75,7 @@ def test_invert_output_objective_from_target_file(ckpts, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra,fragments", [
     (["--targets", "0-10"], ["target 10 is outside the model's 10 classes"]),
-    (["--objective", "unit", "--layer", "conv9"], ["no layer 'conv9'", "hidden1, hidden2"]),
+    (["--objective", "unit", "--layer", "conv9"], ["no layer 'conv9'", "hidden1, hidden1_pre, hidden2, hidden2_pre"]),
     (["--steps", "0"], ["steps must be positive, got 0"]),
     (["--targets", "x"], ["cannot read 'x'"]),
 ])

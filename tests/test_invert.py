@@ -15,13 +15,14 @@ SHAPE = (5, 5)
 
 
 def tiny_model(key, n_out=4, hidden=6, dtype=jnp.float32):
-  """A random 25-6-n_out tanh MLP returning (outputs, {"h": hidden activations})."""
+  """A random 25-6-n_out tanh MLP returning (outputs, {"h_pre": pre-activations, "h": tanh})."""
   k1, k2 = jax.random.split(key)
   params = {"w1": jax.random.normal(k1, (25, hidden), dtype), "w2": jax.random.normal(k2, (hidden, n_out), dtype)}
 
   def apply_fn(params, x):
-    h = jnp.tanh(x.reshape(x.shape[0], -1) @ params["w1"])
-    return h @ params["w2"], {"h": h}
+    pre = x.reshape(x.shape[0], -1) @ params["w1"]
+    h = jnp.tanh(pre)
+    return h @ params["w2"], {"h_pre": pre, "h": h}
   return apply_fn, params
 
 
@@ -197,3 +198,14 @@ def test_input_shape_the_model_does_not_take():
   apply_fn, params = tiny_model(jax.random.key(0))
   with pytest.raises(JinvertError, match=r"does not take inputs of shape \(28, 28\)"):
     invert(apply_fn, params, ob.class_logit(), [0], key=jax.random.key(0), input_shape=(28, 28))
+
+
+def test_unit_maximiser_matches_closed_form_in_the_box():
+  # the pre-activation w_j . x is maximal over [0, 1]^n at x = (w_j > 0)
+  apply_fn, params = tiny_model(jax.random.key(0))
+  result = _run(apply_fn, params, ob.unit("h_pre"), jnp.arange(6), steps=200,
+                optimizer=optax.sgd(1.0))
+  w = params["w1"].T.reshape(6, *SHAPE)
+  clear = jnp.abs(w) > 0.01  # pixels whose weight moves them at least 0.01 a step
+  assert float(clear.mean()) > 0.9
+  np.testing.assert_array_equal(result.inputs[:, 0][clear], (w > 0)[clear].astype(jnp.float32))

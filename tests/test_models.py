@@ -20,7 +20,10 @@ def test_hidden_activations_are_reachable_by_name(name, widths):
   x = jax.random.uniform(jax.random.key(1), (5, 28, 28))
   logits, acts = models.apply_with_activations(spec.module())(params, x)
   assert logits.shape == (5, 10)
-  assert tuple(acts) == spec.layers and tuple(a.shape[-1] for a in acts.values()) == widths
+  assert tuple(acts) == spec.layers
+  assert tuple(acts[f"hidden{i}"].shape[-1] for i in range(1, len(widths) + 1)) == widths
+  np.testing.assert_allclose(acts["hidden1"], models.ACTIVATIONS[spec.module().activation](
+      acts["hidden1_pre"]), rtol=1e-6)
   # the sown activation is the one the output layer consumes
   last = acts[spec.layers[-1]]
   out = params["params"]["out"]
