@@ -208,12 +208,46 @@ def cmd_invert(args):
   return summary
 
 
+def _add_reconstruct(commands):
+  p = commands.add_parser(
+      "reconstruct", help="find the input of a regression model that gives a chosen output",
+      description="Seed 004: find x0 with f(x0) = Y0 for a trained `linear` model, by gradient "
+                  "descent through the inversion engine and by the closed form. With --activation "
+                  "sigmoid the model is y = sigmoid(w x + b) and targets outside (0, 1) are reported "
+                  "unreachable. The last stdout line is JSON: x0, closed_form_x0, iterations, "
+                  "reachable, y_at_x0, relative_difference (and reason when unreachable).")
+  p.add_argument("checkpoint", metavar="CHECKPOINT", help="a `linear` checkpoint")
+  p.add_argument("--target", type=float, required=True, metavar="Y0", help="the wanted output")
+  p.add_argument("--activation", choices=("none", "sigmoid"), default="none")
+  p.add_argument("--lr", type=float, default=0.4, help="gradient descent step (seed 004: 0.4)")
+  p.add_argument("--steps", type=int, default=200, help="iterations (seed 004: 200)")
+  p.add_argument("--start", type=float, default=1.0, help="starting x (seed 004: 1)")
+  p.add_argument("--png", help="plot x against the iteration, as seed 004 does")
+  p.set_defaults(run=cmd_reconstruct)
+
+
+def cmd_reconstruct(args):
+  from jinvert import checkpoint, plots, regression
+
+  params, _ = checkpoint.load_checkpoint(args.checkpoint, expect_model="linear")
+  result = regression.reconstruct(params, args.target, args.activation, args.lr, args.steps,
+                                  args.start)
+  history = result.pop("x_history")
+  if args.png and result["reachable"]:
+    plots.save_curve(args.png, history, "iteration", "x0", reference=result["closed_form_x0"],
+                     reference_label="closed form",
+                     title=f"x0 for y0 = {args.target:g} ({args.activation})")
+    result["png"] = args.png
+  return result
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="jinvert", description="Invert trained neural networks with JAX.")
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                    parser_class=_Parser)
   _add_train(commands)
   _add_invert(commands)
+  _add_reconstruct(commands)
   return parser
 
 

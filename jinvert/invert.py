@@ -32,11 +32,14 @@ class InversionResult(NamedTuple):
     target_prob: softmax probability of the target class before each step, (S', T, R); for a
       vector target, of its largest entry; NaN for unit and value targets.
     outputs: the model's outputs for the final inputs, (T, R, n_outputs).
+    input_history: with `record_inputs`, the input before each recorded step,
+      (S', T, R, *input_shape); else None.
   """
   inputs: jax.Array
   loss_history: jax.Array
   target_prob: jax.Array
   outputs: jax.Array
+  input_history: jax.Array | None = None
 
 
 def _split_outputs(result):
@@ -112,7 +115,8 @@ def validate(apply_fn, params, objective: Objective, targets, input_shape, steps
 
 def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.GradientTransformation,
                    parameterization: parameterizations.Parameterization, steps: int,
-                   input_shape: tuple, transform: Callable | None = None, record_every: int = 1):
+                   input_shape: tuple, transform: Callable | None = None, record_every: int = 1,
+                   record_inputs: bool = False):
   """Builds the pure function `run(params, targets, keys) -> InversionResult`.
 
   `targets` has a leading axis T and `keys` is a (T, R) array of keys; `run` vmaps over both
@@ -126,7 +130,8 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
     steps: optimiser steps.
     input_shape: shape of one input.
     transform: optional robustness transform `fn(key, x) -> x` applied before the model.
-    record_every: keep loss and probability every k-th step (0: keep only the last).
+    record_every: keep loss and probability every k-th step (0: keep only the first).
+    record_inputs: also keep the input at each recorded step (memory: S' x T x R inputs).
   """
   model = _single(apply_fn)
   report = _report(objective.target_kind)
@@ -142,29 +147,32 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
       x = parameterization.to_input(latent)
       seen = x if transform is None else transform(k, x)
       out, acts = model(params, seen)
-      return -objective(Context(x, out, acts, target)), out
+      return -objective(Context(x, out, acts, target)), (out, x)
 
     def step(carry, i):
       latent, opt_state = carry
-      (loss, out), grad = jax.value_and_grad(loss_fn, has_aux=True)(
+      (loss, (out, x)), grad = jax.value_and_grad(loss_fn, has_aux=True)(
           latent, jax.random.fold_in(step_key, i))
       updates, opt_state = optimizer.update(grad, opt_state, latent)
       latent = parameterization.project(optax.apply_updates(latent, updates))
-      return (latent, opt_state), (loss, report(out, target))
+      return (latent, opt_state), (loss, report(out, target), x if record_inputs else ())
 
     def recorded(carry, i):  # runs `chunk` steps, keeps the first of them
       carry, history = jax.lax.scan(step, carry, i * chunk + jnp.arange(chunk))
       return carry, jax.tree.map(lambda h: h[0], history)
 
     carry = (latent, optimizer.init(latent))
-    (latent, _), (losses, probs) = jax.lax.scan(recorded, carry, jnp.arange(steps // chunk))
+    (latent, _), (losses, probs, xs) = jax.lax.scan(recorded, carry, jnp.arange(steps // chunk))
     x = parameterization.to_input(latent)
-    return x, losses, probs, model(params, x)[0]
+    return x, losses, probs, model(params, x)[0], xs
 
   def run(params, targets, keys):
     over_restarts = jax.vmap(one, in_axes=(None, None, 0))
-    x, losses, probs, outputs = jax.vmap(over_restarts, in_axes=(None, 0, 0))(params, targets, keys)
-    return InversionResult(x, jnp.moveaxis(losses, -1, 0), jnp.moveaxis(probs, -1, 0), outputs)
+    x, losses, probs, outputs, xs = jax.vmap(over_restarts, in_axes=(None, 0, 0))(
+        params, targets, keys)
+    history = jnp.moveaxis(xs, 2, 0) if record_inputs else None  # (T, R, S', ...) -> (S', T, R, ...)
+    return InversionResult(x, jnp.moveaxis(losses, -1, 0), jnp.moveaxis(probs, -1, 0), outputs,
+                           history)
 
   return run
 
@@ -178,7 +186,8 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
                  restarts: int = 1, steps: int = 200,
                  optimizer: optax.GradientTransformation | None = None,
                  parameterization: parameterizations.Parameterization | None = None,
-                 transform: Callable | None = None, record_every: int = 1):
+                 transform: Callable | None = None, record_every: int = 1,
+                 record_inputs: bool = False):
   """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds"}).
 
   Compilation (`lower().compile()`) is timed apart from the compiled call, which is timed up to
@@ -187,7 +196,7 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
   targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
   run = jax.jit(make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
                                parameterization or parameterizations.pixels(), steps,
-                               tuple(input_shape), transform, record_every))
+                               tuple(input_shape), transform, record_every, record_inputs))
   keys = lane_keys(key, len(targets), restarts)
   t0 = time.perf_counter()
   compiled = run.lower(params, targets, keys).compile()
@@ -199,7 +208,8 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
            restarts: int = 1, steps: int = 200, optimizer: optax.GradientTransformation | None = None,
            parameterization: parameterizations.Parameterization | None = None,
-           transform: Callable | None = None, record_every: int = 1) -> InversionResult:
+           transform: Callable | None = None, record_every: int = 1,
+           record_inputs: bool = False) -> InversionResult:
   """Optimises inputs so that `apply_fn(params, x)` maximises `objective`, for every target.
 
   Args:
@@ -215,6 +225,7 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
     parameterization: default `pixels()`, box [0, 1] by projection.
     transform: optional robustness transform (see `jinvert.transforms`).
     record_every: keep the loss and probability history every k-th step (0: none but the first).
+    record_inputs: also return the inputs at each recorded step (`input_history`).
 
   Returns:
     An InversionResult of arrays shaped (T, R, ...) and histories (S', T, R).
@@ -225,4 +236,4 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
   return timed_invert(apply_fn, params, objective, targets, key=key, input_shape=input_shape,
                       restarts=restarts, steps=steps, optimizer=optimizer,
                       parameterization=parameterization, transform=transform,
-                      record_every=record_every)[0]
+                      record_every=record_every, record_inputs=record_inputs)[0]

@@ -42,6 +42,13 @@ def pixels(low: float = 0.0, high: float = 1.0, init_low: float = 0.0, init_high
                           f"pixels[{low:g},{high:g}]" if constrain else "pixels(free)")
 
 
+def start_at(value) -> Parameterization:
+  """Free inputs, every restart starting at `value` (seed 004 starts at x0 = 1)."""
+  value = jnp.asarray(value, jnp.float32)
+  return Parameterization(lambda key, shape: jnp.broadcast_to(value, shape), _identity, _identity,
+                          "start_at")
+
+
 def sigmoid(scale: float = 1.0) -> Parameterization:
   """x = sigmoid(latent): the box [0, 1] by reparameterisation; latent starts N(0, scale^2)."""
   def init(key, shape):

@@ -58,3 +58,24 @@ def save_grid(path, images, row_labels=None, title: str | None = None, columns: 
   fig.tight_layout()
   atomic_write_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
   plt.close(fig)
+
+
+def save_curve(path, values, xlabel: str, ylabel: str, title: str | None = None,
+               reference: float | None = None, reference_label: str | None = None):
+  """Writes a PNG scatter of `values` against their index (seed 004's x0-per-iteration plot)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(5, 3.2))
+  ax.scatter(np.arange(len(values)), values, s=6)
+  if reference is not None:
+    ax.axhline(reference, color="tab:orange", lw=1, label=reference_label)
+    ax.legend(loc="lower right", fontsize=8)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  atomic_write_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
+  plt.close(fig)

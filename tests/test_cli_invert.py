@@ -107,3 +107,20 @@ def test_invert_rejects_wrong_checkpoints(ckpts, tmp_path, capsys):
   code, _, err = run_cli(capsys, "invert", str(bad), "--out", str(tmp_path / "x.npz"))
   assert_one_line_error(code, err, "params/dense1/kernel has shape (784, 100)")
   assert not (tmp_path / "x.npz").exists()
+
+
+def test_reconstruct_prints_descent_and_closed_form(ckpts, tmp_path, capsys):
+  params, _ = checkpoint.load_checkpoint(ckpts["linear"])
+  w = float(params["params"]["out"]["kernel"][0, 0])
+  code, stdout, _ = run_cli(capsys, "reconstruct", str(ckpts["linear"]), "--target", "3",
+                            "--lr", str(0.25 / w ** 2), "--png", str(tmp_path / "x.png"))
+  assert code == 0
+  result = json.loads(stdout.strip().splitlines()[-1])
+  assert result["reachable"] and result["x0"] == pytest.approx(result["closed_form_x0"], rel=1e-4)
+  assert (tmp_path / "x.png").exists()
+  code, stdout, _ = run_cli(capsys, "reconstruct", str(ckpts["linear"]), "--target", "1.5",
+                            "--activation", "sigmoid")
+  result = json.loads(stdout.strip().splitlines()[-1])
+  assert code == 0 and result["reachable"] is False and result["x0"] is None
+  code, _, err = run_cli(capsys, "reconstruct", str(ckpts["mnist-mlp"]), "--target", "3")
+  assert_one_line_error(code, err, "checkpoint of model 'mnist-mlp', expected 'linear'")

@@ -1,0 +1,74 @@
+"""Seed 004: reconstruct the input of a trained scalar regression model from its output.
+
+For y = w x + b the answer is x0 = (y0 - b) / w; the engine finds it by gradient descent on
+(f(x) - y0)^2 from x = 1, as the seed does (lr 0.4, 200 iterations). For y = sigmoid(w x + b)
+the target must lie strictly inside (0, 1); it is first mapped through the logit, and descent
+runs on the pre-activation, where the squared error is a parabola: on the sigmoid output itself
+the gradient vanishes wherever the sigmoid saturates (at x = 1 here it is about 1e-13) and the
+descent never moves. A target outside (0, 1) is reported unreachable, never NaN.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jinvert import objectives, parameterizations
+from jinvert.errors import JinvertError
+from jinvert.invert import invert
+
+ACTIVATIONS = ("none", "sigmoid")
+
+
+def linear_weights(params):
+  layer = params["params"]["out"]
+  return float(np.asarray(layer["kernel"]).reshape(-1)[0]), float(np.asarray(layer["bias"])[0])
+
+
+def reconstruct(params, y0: float, activation: str = "none", learning_rate: float = 0.4,
+                steps: int = 200, start: float = 1.0) -> dict:
+  """Finds x0 with f(x0) = y0 for the `linear` model (optionally under a sigmoid).
+
+  Args:
+    params: the linear model's parameters.
+    y0: the wanted output.
+    activation: `none` (y = w x + b) or `sigmoid` (y = sigmoid(w x + b)).
+    learning_rate, steps, start: gradient descent's, the seed's 0.4, 200 and 1.
+
+  Returns:
+    A dict: x0 (descent), closed_form_x0, iterations, reachable, y_at_x0, relative_difference,
+    x_history (the iterate before each step), and reason when unreachable.
+  """
+  if activation not in ACTIVATIONS:
+    raise JinvertError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+  if not math.isfinite(y0):
+    raise JinvertError(f"target {y0} is not a finite number")
+  w, b = linear_weights(params)
+  unreachable = {"x0": None, "closed_form_x0": None, "iterations": 0, "reachable": False,
+                 "y_at_x0": None, "relative_difference": None, "x_history": []}
+  if activation == "sigmoid":
+    if not 0.0 < y0 < 1.0:
+      return dict(unreachable, reason=f"sigmoid outputs lie in (0, 1); {y0:g} is outside")
+    target = math.log(y0) - math.log1p(-y0)
+  else:
+    target = y0
+  if w == 0.0:
+    return dict(unreachable, reason=f"the weight is 0: the output is always {b:g}")
+  closed = (target - b) / w
+
+  def pre_activation(p, x):
+    return x @ p["params"]["out"]["kernel"] + p["params"]["out"]["bias"]
+
+  result = invert(pre_activation, params, -objectives.output_error(), np.array([target]),
+                  key=jax.random.key(0), input_shape=(1,), steps=steps,
+                  optimizer=optax.sgd(learning_rate),
+                  parameterization=parameterizations.start_at(start), record_inputs=True)
+  x0 = float(result.inputs[0, 0, 0])
+  z = w * x0 + b
+  y_at = 1.0 / (1.0 + math.exp(-z)) if activation == "sigmoid" else z
+  history = np.asarray(result.input_history[:, 0, 0, 0]).tolist() + [x0]
+  return {"x0": x0, "closed_form_x0": closed, "iterations": steps, "reachable": True,
+          "y_at_x0": y_at, "relative_difference": abs(x0 - closed) / max(abs(closed), 1e-12),
+          "x_history": history}
