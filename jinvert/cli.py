@@ -6,6 +6,7 @@ Bad input exits with code 2 and one line on stderr, no traceback.
 import argparse
 import json
 import sys
+import time
 
 from jinvert.errors import JinvertError
 
@@ -123,14 +124,14 @@ def cmd_invert(args):
   import jax.numpy as jnp
   import numpy as np
 
-  from jinvert import checkpoint, invert, models, objectives, plots, presets
-  from jinvert.files import atomic_write_with
+  from jinvert import checkpoint, invert, models, objectives, presets
 
   params, meta = checkpoint.load_checkpoint(args.checkpoint)
   spec = models.get_model(meta["model"])
   if spec.name in ("linear", "vae", "mnist-cvae"):
+    hint = {"linear": " (use jinvert reconstruct)", "mnist-cvae": " (use jinvert generate)"}
     raise JinvertError(f"jinvert invert takes a classifier checkpoint; {args.checkpoint} holds "
-                       f"{spec.name!r}" + (" (use jinvert reconstruct)" if spec.name == "linear" else ""))
+                       f"{spec.name!r}" + hint.get(spec.name, ""))
   module = spec.module(meta.get("init"))
   apply_fn = models.apply_with_activations(module)
   layer = None
@@ -183,29 +184,96 @@ def cmd_invert(args):
     final_prob = probs[jnp.arange(len(targets)), :, jnp.argmax(targets, -1)]
   else:
     final_prob = jnp.full(result.outputs.shape[:2], jnp.nan)
-  arrays = {"images": np.asarray(result.inputs, np.float32), "targets": np.asarray(targets),
-            "target_prob": np.asarray(final_prob, np.float32),
-            "loss_history": np.asarray(result.loss_history, np.float32),
-            "outputs": np.asarray(result.outputs, np.float32),
-            "objective": np.array(objective.name)}
+  summary = save_images(args, result.inputs, targets, final_prob, result.loss_history,
+                        result.outputs, objective.name, timing, steps,
+                        class_targets=args.objective == "class",
+                        title=f"{spec.name} {args.preset}: {objective.name}",
+                        square=args.objective == "unit" and args.restarts == 1)
+  summary["preset"] = args.preset
+  return summary
+
+
+def save_images(args, images, targets, target_prob, loss_history, outputs, objective: str, timing,
+                steps: int, class_targets: bool, title: str, square: bool = False) -> dict:
+  """Writes OUT.npz (and the PNG grid) for invert and generate; returns the JSON summary."""
+  import numpy as np
+
+  from jinvert import plots
+  from jinvert.files import atomic_write_with
+
+  images, targets = np.asarray(images, np.float32), np.asarray(targets)
+  target_prob = np.asarray(target_prob, np.float32)
+  arrays = {"images": images, "targets": targets, "target_prob": target_prob,
+            "loss_history": np.asarray(loss_history, np.float32),
+            "outputs": np.asarray(outputs, np.float32), "objective": np.array(objective)}
   atomic_write_with(args.out, lambda f: np.savez(f, **arrays))
-  class_means = np.nanmean(np.asarray(final_prob), axis=1) if args.objective != "unit" else None
-  summary = {"targets": [t.tolist() for t in np.asarray(targets)], "restarts": args.restarts,
-             "steps": steps, "objective": objective.name, "preset": args.preset,
-             "mean_target_prob": None if class_means is None else float(class_means.mean()),
-             "min_class_mean_target_prob": None if class_means is None else float(class_means.min()),
+  known = not np.all(np.isnan(target_prob))
+  class_means = np.nanmean(target_prob, axis=1) if known else None
+  summary = {"targets": [t.tolist() for t in targets], "restarts": images.shape[1],
+             "steps": steps, "objective": objective,
+             "mean_target_prob": float(class_means.mean()) if known else None,
+             "min_class_mean_target_prob": float(class_means.min()) if known else None,
              "seconds": round(timing["seconds"], 4),
              "compile_seconds": round(timing["compile_seconds"], 4), "out": args.out}
   if args.png:
-    images = np.asarray(result.inputs)
-    if args.objective == "unit" and args.restarts == 1:
-      plots.save_grid(args.png, images, columns=int(np.ceil(np.sqrt(len(targets)))),
-                      title=f"{spec.name} {layer}: each unit maximised")
+    if square:
+      plots.save_grid(args.png, images, columns=int(np.ceil(np.sqrt(len(targets)))), title=title)
     else:
-      plots.save_grid(args.png, images, row_labels=summary["targets"] if args.objective == "class"
-                      else None, title=f"{spec.name} {args.preset}: {objective.name}")
+      plots.save_grid(args.png, images, summary["targets"] if class_targets else None, title)
     summary["png"] = args.png
   return summary
+
+
+def _add_generate(commands):
+  p = commands.add_parser(
+      "generate", help="sample images of chosen digits from a conditional generator",
+      description="Seed 000's 'model that does the opposite': decode z ~ N(0, I) with each target "
+                  "digit through a trained mnist-cvae. OUT.npz and the JSON line are laid out as "
+                  "jinvert invert's (restarts = samples, steps = 0, loss_history empty); "
+                  "target_prob needs --classifier, else it is NaN.")
+  p.add_argument("checkpoint", metavar="CHECKPOINT", help="an mnist-cvae checkpoint")
+  p.add_argument("--targets", default="0-9", help="digits, e.g. 0-9 (default), 8, 1,4,7")
+  p.add_argument("--samples", type=int, default=32, help="images per digit (default 32)")
+  p.add_argument("--classifier", help="classifier checkpoint that scores target_prob")
+  p.add_argument("--seed", type=int, default=0, help="jax.random seed of the latents")
+  p.add_argument("--out", required=True, help="output .npz")
+  p.add_argument("--png", help="also write a PNG grid, one row per digit")
+  p.set_defaults(run=cmd_generate)
+
+
+def cmd_generate(args):
+  import jax
+  import jax.numpy as jnp
+
+  from jinvert import checkpoint, generate, models
+
+  params, meta = checkpoint.load_checkpoint(args.checkpoint, expect_model="mnist-cvae")
+  module = models.get_model("mnist-cvae").module()
+  targets = jnp.asarray(parse_targets(args.targets), jnp.int32)
+  if args.samples <= 0:
+    raise JinvertError(f"--samples must be positive, got {args.samples}")
+  bad = [int(t) for t in targets if not 0 <= t < module.n_classes]
+  if bad:
+    raise JinvertError(f"target {bad[0]} is outside the generator's {module.n_classes} classes "
+                       f"(valid: 0-{module.n_classes - 1})")
+  run = jax.jit(lambda p, k: generate.sample(module, p, targets, args.samples, k))
+  key = jax.random.key(args.seed)
+  t0 = time.perf_counter()
+  compiled = run.lower(params, key).compile()
+  t1 = time.perf_counter()
+  images = jax.block_until_ready(compiled(params, key))
+  timing = {"compile_seconds": t1 - t0, "seconds": time.perf_counter() - t1}
+  outputs = jnp.full(images.shape[:2] + (module.n_classes,), jnp.nan)
+  prob = jnp.full(images.shape[:2], jnp.nan)
+  if args.classifier:
+    c_params, c_meta = checkpoint.load_checkpoint(args.classifier)
+    c_module = models.get_model(c_meta["model"]).module(c_meta.get("init"))
+    outputs = jax.jit(c_module.apply)(c_params, images.reshape(-1, 28, 28)).reshape(
+        images.shape[:2] + (-1,))
+    prob = jax.nn.softmax(outputs)[jnp.arange(len(targets)), :, targets]
+  return save_images(args, images, targets, prob, jnp.zeros((0,) + images.shape[:2]), outputs,
+                     f"mnist-cvae sample (seed {args.seed})", timing, 0, class_targets=True,
+                     title="mnist-cvae: z ~ N(0, I) decoded with each digit")
 
 
 def _add_reconstruct(commands):
@@ -248,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_train(commands)
   _add_invert(commands)
   _add_reconstruct(commands)
+  _add_generate(commands)
   return parser
 
 

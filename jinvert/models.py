@@ -156,7 +156,9 @@ REGISTRY = {
         ModelSpec("linear", lambda init: MLP((), outputs=1, input_ndim=1), (1,), None, ("glorot",)),
         ModelSpec("cnn", lambda init: CNN(), (28, 28), "mnist", ("lecun",), ("hidden1",)),
         ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist", ("lecun",)),
-        ModelSpec("mnist-cvae", lambda init: VAE(n_classes=10), (28, 28), "mnist", ("lecun",)),
+        # a 2-D latent leaves the digit to the label (see jinvert.generate)
+        ModelSpec("mnist-cvae", lambda init: VAE(latent_dim=2, n_classes=10), (28, 28), "mnist",
+                  ("lecun",)),
     )
 }
 

@@ -15,7 +15,7 @@ def ckpts(tmp_path_factory):
   """Untrained checkpoints: enough to test the command's contract, in seconds."""
   folder = tmp_path_factory.mktemp("ckpt")
   paths = {}
-  for name in ("mnist-mlp", "vae", "linear"):
+  for name in ("mnist-mlp", "vae", "linear", "mnist-cvae"):
     paths[name] = folder / f"{name}.msgpack"
     checkpoint.save_checkpoint(paths[name], models.get_model(name).init_params(jax.random.key(0)),
                                {"model": name, "dataset": "mnist"})
@@ -124,3 +124,21 @@ def test_reconstruct_prints_descent_and_closed_form(ckpts, tmp_path, capsys):
   assert code == 0 and result["reachable"] is False and result["x0"] is None
   code, _, err = run_cli(capsys, "reconstruct", str(ckpts["mnist-mlp"]), "--target", "3")
   assert_one_line_error(code, err, "checkpoint of model 'mnist-mlp', expected 'linear'")
+
+
+def test_generate_has_invert_layout_and_is_deterministic(ckpts, tmp_path, capsys):
+  runs = []
+  for name in ("a", "b"):
+    code, stdout, _ = run_cli(capsys, "generate", str(ckpts["mnist-cvae"]), "--targets", "2-4",
+                              "--samples", "5", "--classifier", str(ckpts["mnist-mlp"]),
+                              "--out", str(tmp_path / f"{name}.npz"))
+    assert code == 0
+    runs.append(json.loads(stdout.strip().splitlines()[-1]))
+  assert runs[0]["restarts"] == 5 and runs[0]["targets"] == [2, 3, 4]
+  with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+    assert a["images"].shape == (3, 5, 28, 28) and a["target_prob"].shape == (3, 5)
+    np.testing.assert_array_equal(a["images"], b["images"])
+    assert np.isfinite(a["target_prob"]).all()
+  code, _, err = run_cli(capsys, "generate", str(ckpts["mnist-cvae"]), "--targets", "9-10",
+                         "--out", str(tmp_path / "c.npz"))
+  assert_one_line_error(code, err, "target 10 is outside the generator's 10 classes")
