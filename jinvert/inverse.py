@@ -168,9 +168,10 @@ def train_learned_inverse(apply_fn, params, images, key, steps: int = 1000,
   return inverse, losses, used
 
 
-def generate_hidden(params, targets, steps: int = 1000, learning_rate: float = 1.0):
-  """The post's `generate`: optimise the last hidden layer's pre-sigmoid values z (from zeros)
-  by gradient descent 1.0 on sum |one_hot - softmax(sigmoid(z) W + b)|, 1000 steps.
+def generate_hidden(params, targets, steps: int = 1000, learning_rate: float = 1.0, key=None):
+  """The post's `generate`: optimise the last hidden layer's pre-sigmoid values z (from zeros,
+  or from N(0, I) when a key is given, for several different images per target) by gradient
+  descent 1.0 on sum |one_hot - softmax(sigmoid(z) W + b)|, 1000 steps.
 
   Returns:
     (z, the pre-sigmoid hidden values (T, 100), for `project_back`; the model's softmax
@@ -189,6 +190,7 @@ def generate_hidden(params, targets, steps: int = 1000, learning_rate: float = 1
     updates, state = optimizer.update(jax.grad(loss)(z), state, z)
     return (optax.apply_updates(z, updates), state), None
 
-  z = jnp.zeros((len(one_hot), out["kernel"].shape[0]))
+  shape = (len(one_hot), out["kernel"].shape[0])
+  z = jnp.zeros(shape) if key is None else jax.random.normal(key, shape)
   (z, _), _ = jax.jit(lambda z: jax.lax.scan(step, (z, optimizer.init(z)), None, length=steps))(z)
   return z, jax.nn.softmax(jax.nn.sigmoid(z) @ out["kernel"] + out["bias"])
