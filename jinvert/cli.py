@@ -309,6 +309,35 @@ def cmd_reconstruct(args):
   return result
 
 
+def _add_bench(commands):
+  p = commands.add_parser(
+      "bench", help="benchmark the inversion engine on this machine's CPU or GPU",
+      description="Times the inversion workload (mnist-mlp, class logit, box constraint, 10 targets x "
+                  "R restarts x S steps) at several R, against the float32 matmul peak measured in "
+                  "the same run, a seed-style Python loop and PyTorch (eager and torch.compile, if "
+                  "installed). Tables go to stdout; the last line is JSON: backend, device_kind, "
+                  "restarts, steps, image_steps_per_s, gflops, matmul_peak_gflops, peak_fraction, "
+                  "compile_seconds, ratios {seed_loop, torch_eager, torch_compile}.")
+  p.add_argument("--restarts", type=int, help="headline R (default 256 on cpu, 4096 on gpu)")
+  p.add_argument("--steps", type=int, default=200, help="S (default 200)")
+  p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+  p.add_argument("--precision", choices=("highest", "tf32", "bf16"), default="highest",
+                 help="matmul precision (default highest: full float32)")
+  p.add_argument("--sizes", help="restart counts for the size table, e.g. 1,32,256,1024")
+  p.add_argument("--repeats", type=int, default=3, help="timed repeats (median, min-max)")
+  p.add_argument("--no-references", action="store_true", help="skip the seed loop and PyTorch")
+  p.set_defaults(run=cmd_bench)
+
+
+def cmd_bench(args):
+  from jinvert import benchmark
+  sizes = parse_targets(args.sizes) if args.sizes else None
+  summary = benchmark.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
+                                    args.repeats, not args.no_references)
+  summary.pop("sizes")
+  return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="jinvert", description="Invert trained neural networks with JAX.")
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -317,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_invert(commands)
   _add_reconstruct(commands)
   _add_generate(commands)
+  _add_bench(commands)
   return parser
 
 

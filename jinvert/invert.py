@@ -177,6 +177,22 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
   return run
 
 
+def restart_sharding(restarts: int):
+  """A NamedSharding that splits the restarts axis of (T, R, ...) arrays over every device.
+
+  Put the (T, R) lane keys there (`jax.device_put(keys, restart_sharding(R))`) and the jitted
+  inversion runs each device's restarts on that device: restarts are independent, so no
+  device waits on another. R must be a multiple of the device count. Across hosts, call
+  `jax.distributed.initialize()` first on every host; `jax.devices()` then lists all of them.
+  """
+  devices = jax.devices()
+  if restarts % len(devices):
+    raise JinvertError(f"restarts ({restarts}) must be a multiple of the {len(devices)} devices "
+                       "to shard over them")
+  mesh = jax.sharding.Mesh(np.array(devices), ("restarts",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "restarts"))
+
+
 def lane_keys(key, n_targets: int, restarts: int):
   """One key per (target, restart): the same key and sizes give the same images."""
   return jax.random.split(key, n_targets * restarts).reshape(n_targets, restarts)
@@ -187,17 +203,20 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
                  optimizer: optax.GradientTransformation | None = None,
                  parameterization: parameterizations.Parameterization | None = None,
                  transform: Callable | None = None, record_every: int = 1,
-                 record_inputs: bool = False):
+                 record_inputs: bool = False, shard: bool = False):
   """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds"}).
 
   Compilation (`lower().compile()`) is timed apart from the compiled call, which is timed up to
-  `block_until_ready`. Arguments as for `invert`.
+  `block_until_ready`. Arguments as for `invert`; `shard` splits the restarts over all devices
+  (see `restart_sharding`).
   """
   targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
   run = jax.jit(make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
                                parameterization or parameterizations.pixels(), steps,
                                tuple(input_shape), transform, record_every, record_inputs))
   keys = lane_keys(key, len(targets), restarts)
+  if shard:
+    keys = jax.device_put(keys, restart_sharding(restarts))
   t0 = time.perf_counter()
   compiled = run.lower(params, targets, keys).compile()
   t1 = time.perf_counter()
@@ -209,7 +228,7 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
            restarts: int = 1, steps: int = 200, optimizer: optax.GradientTransformation | None = None,
            parameterization: parameterizations.Parameterization | None = None,
            transform: Callable | None = None, record_every: int = 1,
-           record_inputs: bool = False) -> InversionResult:
+           record_inputs: bool = False, shard: bool = False) -> InversionResult:
   """Optimises inputs so that `apply_fn(params, x)` maximises `objective`, for every target.
 
   Args:
@@ -226,6 +245,7 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
     transform: optional robustness transform (see `jinvert.transforms`).
     record_every: keep the loss and probability history every k-th step (0: none but the first).
     record_inputs: also return the inputs at each recorded step (`input_history`).
+    shard: split the restarts over all devices (`restart_sharding`); same results.
 
   Returns:
     An InversionResult of arrays shaped (T, R, ...) and histories (S', T, R).
@@ -236,4 +256,4 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
   return timed_invert(apply_fn, params, objective, targets, key=key, input_shape=input_shape,
                       restarts=restarts, steps=steps, optimizer=optimizer,
                       parameterization=parameterization, transform=transform,
-                      record_every=record_every, record_inputs=record_inputs)[0]
+                      record_every=record_every, record_inputs=record_inputs, shard=shard)[0]

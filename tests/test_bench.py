@@ -1,0 +1,66 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import pytest
+
+from jinvert import benchmark, models
+from jinvert.errors import JinvertError
+from test_cli import assert_one_line_error, run_cli
+from conftest import REPO
+
+SHARDED = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np, optax
+    jax.config.update("jax_enable_x64", True)  # float64: only the sharding may differ
+    from jinvert import models, objectives as ob, parameterizations as pz
+    from jinvert.invert import invert
+    assert len(jax.devices()) == 4, jax.devices()
+    spec = models.get_model("mnist-mlp")
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), spec.init_params(jax.random.key(0)))
+    fn = models.apply_with_activations(spec.module())
+    kw = dict(key=jax.random.key(3), input_shape=(28, 28), restarts=8, steps=10,
+              optimizer=optax.adam(0.05), parameterization=pz.pixels())
+    single = invert(fn, params, ob.class_log_prob(), jnp.arange(10), **kw)
+    sharded = invert(fn, params, ob.class_log_prob(), jnp.arange(10), shard=True, **kw)
+    assert len(sharded.inputs.sharding.device_set) == 4
+    np.testing.assert_allclose(sharded.inputs, single.inputs, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sharded.loss_history, single.loss_history, rtol=1e-9)
+    try:
+        invert(fn, params, ob.class_log_prob(), jnp.arange(10), shard=True, **dict(kw, restarts=6))
+        raise SystemExit("6 restarts over 4 devices should be refused")
+    except ValueError as e:
+        assert "multiple of the 4 devices" in str(e)
+    print("SHARDED-OK")
+""")
+
+
+def test_sharded_over_four_host_devices_equals_one_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env,
+                        cwd=REPO, timeout=300)
+  assert "SHARDED-OK" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_flop_count_is_forward_plus_backward_to_input():
+  params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
+  assert benchmark.flops_per_image_step(params) == 4 * (784 * 256 + 256 * 256 + 256 * 10)
+
+
+def test_bench_prints_table_and_json(capsys):
+  code, out, _ = run_cli(capsys, "bench", "--sizes", "2", "--restarts", "2", "--steps", "3",
+                         "--repeats", "1", "--no-references")
+  assert code == 0
+  summary = json.loads(out.strip().splitlines()[-1])
+  for key in ("backend", "device_kind", "restarts", "steps", "image_steps_per_s", "gflops",
+              "matmul_peak_gflops", "peak_fraction", "compile_seconds", "ratios"):
+    assert key in summary
+  assert summary["ratios"]["torch_eager"] is None and summary["restarts"] == 2
+  assert "| 2 |" in out and "1,075,200 FLOP" in out
+
+
+def test_bench_bad_input(capsys):
+  code, _, err = run_cli(capsys, "bench", "--steps", "0")
+  assert_one_line_error(code, err, "steps and repeats must be positive")
