@@ -12,7 +12,6 @@ Writes raw.png, natural.png, m_matrix.png, hidden1_units.png and metrics.json un
 prints the quality table.
 """
 
-import argparse
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -23,14 +22,7 @@ from jinvert import data, models, objectives, parameterizations, plots, presets
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n\n", 2)[2])
-  parser.add_argument("--restarts", type=int, default=32)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="runs/class_images")
-  parser.add_argument("--checkpoints", default="checkpoints")
-  parser.add_argument("--data-dir")
+  parser = common.parser(__doc__, "runs/class_images", restarts=32)
   args = parser.parse_args()
   out = Path(args.out)
   targets = np.arange(10)

@@ -1,5 +1,6 @@
 """Helpers the experiment scripts share: checkpoints, timed preset runs, quality tables."""
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,22 @@ import numpy as np
 
 from jinvert import invert, metrics, models, train
 from jinvert.files import atomic_write_bytes  # noqa: F401 (scripts use common.atomic_write_bytes)
+
+
+def parser(doc: str, out: str, restarts: int | None = None,
+           data: bool = True) -> argparse.ArgumentParser:
+  """The flags every study script shares; its docstring's first line and body become --help."""
+  p = argparse.ArgumentParser(description=doc.splitlines()[0], epilog=doc.split("\n\n", 2)[2],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  if restarts is not None:
+    p.add_argument("--restarts", type=int, default=restarts, help=f"images per target ({restarts})")
+  p.add_argument("--seed", type=int, default=0, help="jax.random seed (0)")
+  p.add_argument("--out", default=out, help=f"where results are written ({out})")
+  p.add_argument("--checkpoints", default="checkpoints",
+                 help="folder the checkpoints are loaded from, or trained into when missing")
+  if data:
+    p.add_argument("--data-dir", help="data folder (else JINVERT_DATA, the cache, a download)")
+  return p
 
 
 def log(line):

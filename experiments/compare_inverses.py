@@ -15,7 +15,6 @@ Projected images are clipped to [0, 1] before scoring. Writes compare.md, compar
 one PNG per method under --out, and prints the table.
 """
 
-import argparse
 import time
 from pathlib import Path
 
@@ -38,14 +37,7 @@ def timed(fn, *args):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n\n", 2)[2])
-  parser.add_argument("--restarts", type=int, default=32)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="runs/compare")
-  parser.add_argument("--checkpoints", default="checkpoints")
-  parser.add_argument("--data-dir")
+  parser = common.parser(__doc__, "runs/compare", restarts=32)
   args = parser.parse_args()
   out, ckpt = Path(args.out), Path(args.checkpoints)
   targets = np.arange(10)

@@ -9,7 +9,6 @@ images per second (10 x 1000 samples, compiled, timed apart from compilation). W
 samples.png and metrics.json; prints a table.
 """
 
-import argparse
 import time
 from pathlib import Path
 
@@ -21,14 +20,8 @@ from jinvert import data, generate, metrics, models, plots
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n\n", 2)[2])
+  parser = common.parser(__doc__, "runs/generator")
   parser.add_argument("--samples", type=int, default=100)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="runs/generator")
-  parser.add_argument("--checkpoints", default="checkpoints")
-  parser.add_argument("--data-dir")
   args = parser.parse_args()
   out = Path(args.out)
   targets = np.arange(10)

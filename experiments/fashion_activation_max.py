@@ -12,7 +12,6 @@ quality table (unconstrained images are clipped to [0, 1] before they are judged
 the seed's answer suggests for display).
 """
 
-import argparse
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -26,14 +25,7 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n\n", 2)[2])
-  parser.add_argument("--restarts", type=int, default=32)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="runs/fashion")
-  parser.add_argument("--checkpoints", default="checkpoints")
-  parser.add_argument("--data-dir")
+  parser = common.parser(__doc__, "runs/fashion", restarts=32)
   args = parser.parse_args()
   out = Path(args.out)
   targets = np.arange(10)

@@ -9,7 +9,6 @@ inside (0, 1) and reports targets outside it unreachable. Writes x0_linear.png (
 iteration, as the seed's plot), x0_sigmoid.png and metrics.json; prints a table.
 """
 
-import argparse
 from pathlib import Path
 
 import common
@@ -17,13 +16,8 @@ from jinvert import plots, regression, train
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n\n", 2)[2])
+  parser = common.parser(__doc__, "runs/linear", data=False)
   parser.add_argument("--y0", type=float, default=100.0)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="runs/linear")
-  parser.add_argument("--checkpoints", default="checkpoints")
   args = parser.parse_args()
   out = Path(args.out)
   params, meta = train.load_or_train(Path(args.checkpoints) / f"linear-seed004-linear-s{args.seed}.msgpack",

@@ -6,7 +6,6 @@ Each row optimises the VAE latent for all 10 digits x R restarts and reports the
 probability, the independent CNN's agreement, diversity and nearest-training-image distance.
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +16,18 @@ from jinvert import data, metrics, models, objectives, parameterizations, preset
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--restarts", type=int, default=32)
-  parser.add_argument("--seed", type=int, default=0)
+  parser = common.parser(__doc__, "runs/natural_sweep.json", restarts=32)
   parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
-  parser.add_argument("--out", default="runs/natural_sweep.json")
-  parser.add_argument("--checkpoints", default="checkpoints")
   args = parser.parse_args()
   model = "mnist-mlp" if args.dataset == "mnist" else "fashion-mlp"
-  apply_fn, params, _ = common.classifier(model, args.dataset, args.checkpoints)
-  judge_fn, judge_params, _ = common.classifier("cnn", args.dataset, args.checkpoints)
+  apply_fn, params, _ = common.classifier(model, args.dataset, args.checkpoints, 0, args.data_dir)
+  judge_fn, judge_params, _ = common.classifier("cnn", args.dataset, args.checkpoints, 0,
+                                                args.data_dir)
   vae_params, _ = common.train.load_or_train(Path(args.checkpoints) / f"vae-{args.dataset}-s0.msgpack",
-                                             "vae", args.dataset, 0, log=common.log)
+                                             "vae", args.dataset, 0, args.data_dir, common.log)
   vae = models.get_model("vae").module()
   decode = presets.vae_decode_fn(vae, vae_params)
-  train_images = data.load_dataset(args.dataset).train_images
+  ds = data.load_dataset(args.dataset, args.data_dir)
   judge = (lambda p, x: judge_fn(p, x)[0], judge_params)
   targets = np.arange(10)
 
@@ -46,12 +42,11 @@ def main():
         result, timing = common.run_preset(apply_fn, params, preset, targets, args.restarts,
                                            args.seed)
         name = f"{transform_name} decay={decay:g} steps={steps}"
-        rows[name] = common.quality(result, timing, targets, judge, train_images)
+        rows[name] = common.quality(result, timing, targets, judge, ds.train_images)
         common.log(f"{name}: agreement {rows[name]['agreement']['mean']:.3f} "
                    f"(min {rows[name]['agreement']['min']:.3f}), p min "
                    f"{rows[name]['target_prob']['min']:.4f}, diversity "
                    f"{rows[name]['diversity']['mean']:.2f}")
-  ds = data.load_dataset(args.dataset)
   real = np.stack([ds.test_images[ds.test_labels == c][:args.restarts] for c in targets])
   rows["real test images"] = {"diversity": {"mean": float(metrics.diversity(real).mean())},
                               "seconds": 0.0, "compile_seconds": 0.0}

@@ -14,7 +14,6 @@ the model classifies an inverse projection as the original label, and learned vs
 (L1 error, agreement, seconds).
 """
 
-import argparse
 import time
 from pathlib import Path
 
@@ -34,13 +33,7 @@ def scaled(images):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n\n", 2)[2])
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="runs/r2rt")
-  parser.add_argument("--checkpoints", default="checkpoints")
-  parser.add_argument("--data-dir")
+  parser = common.parser(__doc__, "runs/r2rt")
   args = parser.parse_args()
   out = Path(args.out)
 
