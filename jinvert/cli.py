@@ -93,7 +93,7 @@ def _add_invert(commands):
   p.add_argument("--layer", help="sown layer for --objective unit (default: hidden1_pre, the first "
                                  "layer before its nonlinearity: the same maximiser as hidden1 "
                                  "whenever the unit can switch on, and never stuck at a dead "
-                                 "ReLU; use hidden1 with a minus to shut units down)")
+                                 "ReLU; to shut units down, use the library's -unit('hidden1'))")
   p.add_argument("--targets", help="e.g. 0-9 (default), 8, 1,4,7; for units default all of them")
   p.add_argument("--target-file", help=".npy of target vectors (T, C) for --objective output")
   p.add_argument("--restarts", type=int, default=8, help="independent starts per target (default 8)")
