@@ -63,7 +63,7 @@ def sigmoid_preimage(p, name: str = "target"):
   p = np.asarray(p)
   bad = ~((p > 0) & (p < 1))
   if bad.any():
-    raise JinvertError(f"{name} {p[bad].flat[0]!r} is outside the sigmoid's range (0, 1): "
+    raise JinvertError(f"{name} {float(p[bad].flat[0]):g} is outside the sigmoid's range (0, 1): "
                        "no input reaches it")
   return safe_logit(jnp.asarray(p, jnp.float32))
 

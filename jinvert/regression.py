@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jinvert import objectives, parameterizations
+from jinvert import inverse, objectives, parameterizations
 from jinvert.errors import JinvertError
 from jinvert.invert import invert
 
@@ -49,9 +49,10 @@ def reconstruct(params, y0: float, activation: str = "none", learning_rate: floa
   unreachable = {"x0": None, "closed_form_x0": None, "iterations": 0, "reachable": False,
                  "y_at_x0": None, "relative_difference": None, "x_history": []}
   if activation == "sigmoid":
-    if not 0.0 < y0 < 1.0:
-      return dict(unreachable, reason=f"sigmoid outputs lie in (0, 1); {y0:g} is outside")
-    target = math.log(y0) - math.log1p(-y0)
+    try:
+      target = float(inverse.sigmoid_preimage(y0))
+    except JinvertError as e:
+      return dict(unreachable, reason=str(e))
   else:
     target = y0
   if w == 0.0:
