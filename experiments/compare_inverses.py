@@ -15,7 +15,6 @@ Projected images are clipped to [0, 1] before scoring. Writes compare.md, compar
 one PNG per method under --out, and prints the table.
 """
 
-import time
 from pathlib import Path
 
 import jax
@@ -24,16 +23,13 @@ import numpy as np
 
 import common
 from jinvert import data, generate, inverse, metrics, models, plots, presets
+from jinvert.timing import time_compiled
 
 
 def timed(fn, *args):
   """(result, compile seconds, run seconds) of jax.jit(fn)(*args)."""
-  jitted = jax.jit(fn)
-  t0 = time.perf_counter()
-  compiled = jitted.lower(*args).compile()
-  t1 = time.perf_counter()
-  result = jax.block_until_ready(compiled(*args))
-  return result, t1 - t0, time.perf_counter() - t1
+  result, compile_seconds, (seconds,) = time_compiled(jax.jit(fn), args)
+  return result, compile_seconds, seconds
 
 
 def main():

@@ -9,7 +9,6 @@ images per second (10 x 1000 samples, compiled, timed apart from compilation). W
 samples.png and metrics.json; prints a table.
 """
 
-import time
 from pathlib import Path
 
 import jax
@@ -17,6 +16,7 @@ import numpy as np
 
 import common
 from jinvert import data, generate, metrics, models, plots
+from jinvert.timing import time_compiled
 
 
 def main():
@@ -49,17 +49,10 @@ def main():
   summary["source_agreement"]["mean"] = float(np.mean(summary["source_agreement"]["per_target"]))
   summary["source_agreement"]["min"] = float(np.min(summary["source_agreement"]["per_target"]))
 
-  run = sampler(1000)
-  t0 = time.perf_counter()
-  compiled = run.lower(cvae_params, jax.random.key(1)).compile()
-  t1 = time.perf_counter()
-  times = []
-  for r in range(5):
-    t = time.perf_counter()
-    jax.block_until_ready(compiled(cvae_params, jax.random.key(r)))
-    times.append(time.perf_counter() - t)
+  _, compile_seconds, times = time_compiled(sampler(1000), (cvae_params, jax.random.key(1)),
+                                            repeats=5)
   summary["images_per_second"] = 10_000 / float(np.median(times))
-  summary["compile_seconds"] = t1 - t0
+  summary["compile_seconds"] = compile_seconds
   plots.save_grid(out / "samples.png", images[:, :16], targets.tolist(),
                   "mnist-cvae: z ~ N(0, I) decoded with each digit")
   common.write_json(out / "metrics.json", {"generator": cvae_meta, "classifier": meta,
@@ -73,7 +66,7 @@ def main():
                     ("mnist-mlp p(asked digit)", "target_prob"), ("diversity", "diversity"),
                     ("nearest training image", "nearest_train_distance")):
     print(f"| {name} | {summary[key]['mean']:.4f} | {summary[key]['min']:.4f} |")
-  print(f"images per second: {summary['images_per_second']:.0f} (compile {t1 - t0:.2f} s); "
+  print(f"images per second: {summary['images_per_second']:.0f} (compile {compile_seconds:.2f} s); "
         f"wrote {out}/")
 
 

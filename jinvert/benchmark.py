@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from jinvert import invert, models, objectives, parameterizations
+from jinvert.timing import time_compiled
 
 PRECISIONS = {"highest": "highest", "tf32": "tensorfloat32", "bf16": "bfloat16"}
 LEARNING_RATE = 0.1
@@ -51,25 +52,11 @@ def workload(params, restarts: int, steps: int, shard: bool = False):
   return run, targets, keys
 
 
-def time_compiled(fn, args, repeats: int):
-  """(compile seconds, [run seconds]) with block_until_ready around each call."""
-  t0 = time.perf_counter()
-  compiled = fn.lower(*args).compile()
-  compile_seconds = time.perf_counter() - t0
-  jax.block_until_ready(compiled(*args))  # warm-up
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - t)
-  return compile_seconds, times, compiled
-
-
 def matmul_peak(n: int, repeats: int = 5) -> float:
   """Median GFLOP/s of an n x n x n float32 matrix product under the current precision."""
   a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
-  _, times, _ = time_compiled(jax.jit(jnp.matmul), (a, b), repeats)
+  _, _, times = time_compiled(jax.jit(jnp.matmul), (a, b), repeats, warmup=True)
   return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
@@ -137,8 +124,7 @@ def torch_rates(params, restarts: int, steps: int, device: str, compile_steps: b
 def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = False):
   """Times one size; returns a dict of the measurements and the final images and outputs."""
   fn, targets, keys = workload(params, restarts, steps, shard)
-  compile_seconds, times, compiled = time_compiled(fn, (params, targets, keys), repeats)
-  result = compiled(params, targets, keys)
+  result, compile_seconds, times = time_compiled(fn, (params, targets, keys), repeats, warmup=True)
   median = statistics.median(times)
   image_steps = 10 * restarts * steps
   memory = None

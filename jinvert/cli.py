@@ -6,7 +6,6 @@ Bad input exits with code 2 and one line on stderr, no traceback.
 import argparse
 import json
 import sys
-import time
 
 from jinvert.errors import JinvertError
 
@@ -246,6 +245,7 @@ def cmd_generate(args):
   import jax.numpy as jnp
 
   from jinvert import checkpoint, generate, models
+  from jinvert.timing import time_compiled
 
   params, meta = checkpoint.load_checkpoint(args.checkpoint, expect_model="mnist-cvae")
   module = models.get_model("mnist-cvae").module()
@@ -257,12 +257,8 @@ def cmd_generate(args):
     raise JinvertError(f"target {bad[0]} is outside the generator's {module.n_classes} classes "
                        f"(valid: 0-{module.n_classes - 1})")
   run = jax.jit(lambda p, k: generate.sample(module, p, targets, args.samples, k))
-  key = jax.random.key(args.seed)
-  t0 = time.perf_counter()
-  compiled = run.lower(params, key).compile()
-  t1 = time.perf_counter()
-  images = jax.block_until_ready(compiled(params, key))
-  timing = {"compile_seconds": t1 - t0, "seconds": time.perf_counter() - t1}
+  images, compile_seconds, (seconds,) = time_compiled(run, (params, jax.random.key(args.seed)))
+  timing = {"compile_seconds": compile_seconds, "seconds": seconds}
   outputs = jnp.full(images.shape[:2] + (module.n_classes,), jnp.nan)
   prob = jnp.full(images.shape[:2], jnp.nan)
   if args.classifier:

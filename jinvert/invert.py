@@ -10,7 +10,6 @@ batch of outputs, or `(outputs, {layer name: activations})` when objectives read
     result.inputs.shape   # (10, 32, 28, 28)
 """
 
-import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -21,6 +20,7 @@ import optax
 from jinvert import parameterizations
 from jinvert.errors import JinvertError
 from jinvert.objectives import Context, Objective
+from jinvert.timing import time_compiled
 
 
 class InversionResult(NamedTuple):
@@ -217,11 +217,8 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
   keys = lane_keys(key, len(targets), restarts)
   if shard:
     keys = jax.device_put(keys, restart_sharding(restarts))
-  t0 = time.perf_counter()
-  compiled = run.lower(params, targets, keys).compile()
-  t1 = time.perf_counter()
-  result = jax.block_until_ready(compiled(params, targets, keys))
-  return result, {"compile_seconds": t1 - t0, "seconds": time.perf_counter() - t1}
+  result, compile_seconds, (seconds,) = time_compiled(run, (params, targets, keys))
+  return result, {"compile_seconds": compile_seconds, "seconds": seconds}
 
 
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
