@@ -44,8 +44,8 @@ def cmd_train(args):
   from jinvert import checkpoint, models, train
 
   spec = models.get_model(args.model)
-  dataset = args.dataset
-  params, metadata = train.fit(spec.name, dataset, args.seed, args.epochs, args.init, args.data_dir)
+  params, metadata = train.fit(spec.name, args.dataset, args.seed, args.epochs, args.init,
+                               args.data_dir)
   out = args.out or f"checkpoints/{spec.name}-{metadata['dataset']}-s{args.seed}.msgpack"
   checkpoint.save_checkpoint(out, params, metadata)
   summary = {"model": spec.name, "dataset": metadata["dataset"],
@@ -97,7 +97,7 @@ def _add_invert(commands):
   p.add_argument("--target-file", help=".npy of target vectors (T, C) for --objective output")
   p.add_argument("--restarts", type=int, default=8, help="independent starts per target (default 8)")
   p.add_argument("--steps", type=int, help="optimiser steps (default: the preset's, raw 50, "
-                                           "natural 200)")
+                                           "natural 500)")
   p.add_argument("--preset", choices=("raw", "natural"), default="natural",
                  help="raw: seed 003's normalised gradient ascent on pixels; natural: optimise a "
                       "VAE's latent (default)")
@@ -144,10 +144,8 @@ def cmd_invert(args):
       targets = parse_targets(args.targets)
     else:
       _, acts = jax.eval_shape(apply_fn, params, jnp.zeros((1,) + spec.input_shape))
-      if layer not in acts:
-        raise JinvertError(f"model {spec.name!r} has no layer {layer!r}; valid layer names: "
-                           f"{', '.join(acts)}")
-      targets = list(range(acts[layer].shape[-1]))
+      # an unknown layer is reported, with the valid names, by invert.validate below
+      targets = list(range(acts[layer].shape[-1])) if layer in acts else [0]
   else:
     objective = -objectives.cross_entropy_to()
     if args.target_file:
