@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jinvert import invert, metrics, models, train
-from jinvert.files import atomic_write_bytes  # noqa: F401 (scripts use common.atomic_write_bytes)
+from jinvert.files import atomic_write_bytes
 
 
 def parser(doc: str, out: str, restarts: int | None = None,

@@ -23,6 +23,7 @@ import numpy as np
 
 import common
 from jinvert import data, generate, inverse, metrics, models, plots, presets
+from jinvert.files import atomic_write_bytes
 from jinvert.timing import time_compiled
 
 
@@ -94,7 +95,7 @@ def main():
   intro = (f"r2rt-mlp (test accuracy {meta['test_accuracy']:.4f}); agreement judged by the "
            f"independent CNN (test accuracy {judge_meta['test_accuracy']:.4f}); digits 0-9, "
            f"{r} images each; jax {jax.__version__} on {jax.devices()[0].device_kind}.")
-  common.atomic_write_bytes(out / "compare.md", (intro + "\n\n" + table + "\n").encode())
+  atomic_write_bytes(out / "compare.md", (intro + "\n\n" + table + "\n").encode())
   common.write_json(out / "compare.json", {"classifier": meta, "restarts": r, "methods": rows})
   print(intro)
   print(table)
