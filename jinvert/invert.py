@@ -157,11 +157,22 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
       latent = parameterization.project(optax.apply_updates(latent, updates))
       return (latent, opt_state), (loss, report(out, target), x if record_inputs else ())
 
-    def recorded(carry, i):  # runs `chunk` steps, keeps the first of them
-      carry, history = jax.lax.scan(step, carry, i * chunk + jnp.arange(chunk))
-      return carry, jax.tree.map(lambda h: h[0], history)
-
     carry = (latent, optimizer.init(latent))
+    # The first step's history rides in the carry: stacking all `chunk` steps' histories and
+    # keeping one would make memory grow with the steps even when nothing is recorded.
+    empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                         jax.eval_shape(step, carry, 0)[1])
+
+    def recorded(carry, i):  # runs `chunk` steps, keeps the first one's history
+      def body(state, j):
+        carry, kept = state
+        carry, history = step(carry, i * chunk + j)
+        kept = jax.tree.map(lambda new, old: jnp.where(j == 0, new, old), history, kept)
+        return (carry, kept), None
+
+      (carry, kept), _ = jax.lax.scan(body, (carry, empty), jnp.arange(chunk))
+      return carry, kept
+
     (latent, _), (losses, probs, xs) = jax.lax.scan(recorded, carry, jnp.arange(steps // chunk))
     x = parameterization.to_input(latent)
     return x, losses, probs, model(params, x)[0], xs

@@ -165,6 +165,24 @@ def test_record_every_keeps_every_kth_step():
   np.testing.assert_allclose(sparse.inputs, full.inputs, atol=1e-5)
   with pytest.raises(JinvertError, match="record_every must divide steps"):
     _run(apply_fn, params, ob.class_logit(), jnp.arange(4), steps=12, record_every=5)
+  first_only = _run(apply_fn, params, ob.class_logit(), jnp.arange(4), steps=12, record_every=0)
+  np.testing.assert_allclose(first_only.loss_history, full.loss_history[:1], rtol=1e-5)
+
+
+def test_memory_does_not_grow_with_steps_when_nothing_is_recorded():
+  apply_fn, params = tiny_model(jax.random.key(0))
+  targets, keys = jnp.arange(4), lane_keys(jax.random.key(0), 4, 64)
+
+  def device_bytes(steps, record_every):  # outputs and temporaries
+    run = jax.jit(make_inversion(apply_fn, ob.class_logit(), optax.sgd(0.1), pz.pixels(), steps,
+                                 SHAPE, record_every=record_every, record_inputs=True))
+    stats = run.lower(params, targets, keys).compile().memory_analysis()
+    return stats.output_size_in_bytes + stats.temp_size_in_bytes
+
+  # 256 lanes x 1000 steps of loss, probability and a 25-pixel input would be ~27 MB; the
+  # 99 extra inputs recorded every 10th step are 2.5 MB.
+  assert device_bytes(1000, 0) - device_bytes(10, 0) < 100_000
+  assert device_bytes(1000, 10) - device_bytes(10, 10) > 99 * 256 * 25 * 4
 
 
 def test_target_probability_history_rises_for_class_targets():
