@@ -7,13 +7,15 @@ counted as 2 x MACs of the forward pass plus 2 x MACs of the backward pass to th
 
 References, timed in the same process on the same device with the same weights:
   seed_loop      seed 003's Keras answer: one image at a time, a Python loop over steps, one
-                 jitted gradient call per step;
+                 compiled gradient call per step handing numpy arrays back;
   class_loop     the same loop on one class at a time, its R restarts batched in each call;
   torch_eager    PyTorch, all targets and restarts batched, eager autograd per step;
   torch_compile  the same step under torch.compile.
-Each is timed on fewer steps when slow and reported as image-steps per second.
+They run fewer steps than jinvert and are reported as image-steps per second, timed in rounds
+interleaved with jinvert's headline call (`interleaved_rates`).
 """
 
+import contextlib
 import statistics
 import time
 
@@ -26,6 +28,9 @@ from jinvert import invert, models, objectives, parameterizations
 from jinvert.timing import time_compiled
 
 PRECISIONS = {"highest": "highest", "tf32": "tensorfloat32", "bf16": "bfloat16"}
+# torch.set_float32_matmul_precision's names for the same three settings, so that PyTorch is
+# compared in the precision jinvert runs in.
+TORCH_PRECISIONS = {"highest": "highest", "tf32": "high", "bf16": "medium"}
 LEARNING_RATE = 0.1
 
 
@@ -53,39 +58,59 @@ def workload(params, restarts: int, steps: int, shard: bool = False):
 
 
 def matmul_peak(n: int, repeats: int = 5) -> float:
-  """Median GFLOP/s of an n x n x n float32 matrix product under the current precision."""
+  """GFLOP/s of the fastest of `repeats` n x n x n float32 matrix products under the current
+  precision: a peak is the best the machine did, so a slow repeat on a shared host must not
+  lower it (and flatter the fractions measured against it)."""
   a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
   _, _, times = time_compiled(jax.jit(jnp.matmul), (a, b), repeats, warmup=True)
-  return 2 * n ** 3 / statistics.median(times) / 1e9
+  return 2 * n ** 3 / min(times) / 1e9
 
 
-def python_loop_rate(params, batch: int, steps: int, calls: int) -> float:
-  """Image-steps per second of a Python loop over steps, one jitted gradient call per step on
-  `batch` images of one class (batch 1 is seed 003's loop; batch R is one class at a time)."""
+def python_loop(params, batch: int, steps: int, calls: int):
+  """Seed 003's loop: one class at a time, a Python loop over steps, each step one compiled
+  call that hands the loss and the gradient back as host arrays, and the update (here with the
+  box's clip) done in numpy. Batch 1 is the seed's one image; batch R is one class at a time.
+
+  Returns:
+    (image-steps per pass, a function that runs `calls` such loops and returns its seconds).
+  """
   module = models.get_model("mnist-mlp").module()
+  loss_and_grad = jax.jit(jax.value_and_grad(
+      lambda x, c: jnp.sum(module.apply(params, x)[:, c])))
+  start = np.random.default_rng(0).random((calls, batch, 28, 28), dtype=np.float32)
 
-  @jax.jit
-  def grad(x, c):
-    return jax.grad(lambda x: jnp.sum(module.apply(params, x)[:, c]))(x)
+  def run():
+    t = time.perf_counter()
+    for c in range(calls):
+      x = start[c]
+      for _ in range(steps):
+        _loss, grads_val = jax.device_get(loss_and_grad(x, c % 10))
+        x = np.clip(x + LEARNING_RATE * grads_val, 0.0, 1.0)
+    return time.perf_counter() - t
 
-  x = jax.random.uniform(jax.random.key(0), (batch, 28, 28))
-  jax.block_until_ready(grad(x, 0))
-  t = time.perf_counter()
-  for c in range(calls):
-    x = jax.random.uniform(jax.random.key(c), (batch, 28, 28))
-    for _ in range(steps):
-      x = jnp.clip(x + LEARNING_RATE * grad(x, c % 10), 0.0, 1.0)
-    jax.block_until_ready(x)
-  return calls * batch * steps / (time.perf_counter() - t)
+  return calls * batch * steps, run
 
 
-def torch_rates(params, restarts: int, steps: int, device: str, compile_steps: bool):
-  """Image-steps per second of PyTorch eager and torch.compile, or None when not installed."""
+@contextlib.contextmanager
+def torch_matmul_precision(torch, precision: str):
+  """Runs PyTorch's float32 matmuls at jinvert's `precision`, restoring the setting after."""
+  previous = torch.get_float32_matmul_precision()
+  torch.set_float32_matmul_precision(TORCH_PRECISIONS[precision])
   try:
-    import torch
-  except ImportError:
-    return None
+    yield
+  finally:
+    torch.set_float32_matmul_precision(previous)
+
+
+def torch_loops(torch, params, restarts: int, steps: int, device: str) -> dict:
+  """The workload in PyTorch, every target and restart batched: eager autograd and the same
+  step under torch.compile, each warmed up (and compiled).
+
+  Returns:
+    {"torch_eager" | "torch_compile": (image-steps per pass, a function that runs `steps` steps
+    and returns its seconds)}.
+  """
   dev = "cuda" if device == "gpu" else "cpu"
   weights = [(torch.tensor(np.asarray(l["kernel"]), device=dev),
               torch.tensor(np.asarray(l["bias"]), device=dev)) for l in dense_layers(params)]
@@ -102,23 +127,53 @@ def torch_rates(params, restarts: int, steps: int, device: str, compile_steps: b
     (g,) = torch.autograd.grad(loss, x)
     return (x + LEARNING_RATE * g).clamp(0.0, 1.0).detach()
 
-  def rate(fn, n_steps):
+  def synchronize():
+    if dev == "cuda":
+      torch.cuda.synchronize()
+
+  def timer(fn):
     x = torch.rand(10 * restarts, 28, 28, device=dev, generator=torch.Generator(dev).manual_seed(0))
     for _ in range(3):
       x = fn(x)  # warm-up (and compilation)
-    if dev == "cuda":
-      torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(n_steps):
-      x = fn(x)
-    if dev == "cuda":
-      torch.cuda.synchronize()
-    return 10 * restarts * n_steps / (time.perf_counter() - t)
 
-  rates = {"torch_eager": rate(step, steps), "torch_compile": None}
-  if compile_steps:
-    rates["torch_compile"] = rate(torch.compile(step), steps)
-  return rates
+    def run():
+      y = x
+      synchronize()
+      t = time.perf_counter()
+      for _ in range(steps):
+        y = fn(y)
+      synchronize()
+      return time.perf_counter() - t
+
+    return 10 * restarts * steps, run
+
+  return {"torch_eager": timer(step), "torch_compile": timer(torch.compile(step))}
+
+
+def interleaved_rates(timers: dict, rounds: int):
+  """Runs every timer once untimed (one-time costs such as compiling eager operations stay
+  out), then once per round, in turn, so that a shared machine's drifting speed touches all of
+  them alike.
+
+  Args:
+    timers: name -> (image-steps per pass, function running one pass and returning seconds);
+      must hold "jinvert".
+    rounds: passes per timer.
+
+  Returns:
+    (name -> median image-steps per second, name -> median over rounds of jinvert's rate over
+    that timer's rate in the same round).
+  """
+  for _, run in timers.values():
+    run()
+  per_round = {name: [] for name in timers}
+  for _ in range(rounds):
+    for name, (work, run) in timers.items():
+      per_round[name].append(work / run())
+  rates = {name: statistics.median(r) for name, r in per_round.items()}
+  ratios = {name: statistics.median(j / r for j, r in zip(per_round["jinvert"], per_round[name]))
+            for name in timers}
+  return rates, ratios
 
 
 def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = False):
@@ -127,15 +182,59 @@ def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = Fals
   result, compile_seconds, times = time_compiled(fn, (params, targets, keys), repeats, warmup=True)
   median = statistics.median(times)
   image_steps = 10 * restarts * steps
-  memory = None
-  stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], "memory_stats") else None
-  if stats:
-    memory = stats.get("peak_bytes_in_use")
+  device = next(iter(result.inputs.devices()))
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  memory = (stats or {}).get("peak_bytes_in_use")
   return {"restarts": restarts, "steps": steps, "compile_seconds": compile_seconds,
           "seconds_median": median, "seconds_min": min(times), "seconds_max": max(times),
           "image_steps_per_s": image_steps / median,
           "gflops": image_steps * flops_per_image_step(params) / median / 1e9,
           "peak_bytes": memory}, result
+
+
+def compiled_bytes(compiled) -> int | None:
+  """Device bytes a compiled call needs (arguments, outputs and temporaries), if XLA says."""
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return None
+  return (stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+          - stats.alias_size_in_bytes)
+
+
+def largest_restarts(params, steps: int, start: int, stop: int, device, log=None) -> dict | None:
+  """The largest R, doubling from `start` up to `stop`, whose inversion of S = `steps` runs.
+
+  Each size is compiled for `device` (its default device must be `device`), skipped when XLA's memory estimate exceeds the device's memory limit
+  (where the backend reports one), and otherwise run once; the first size that does not fit
+  (or fails with out-of-memory) ends the search.
+
+  Returns:
+    {"restarts", "compiled_bytes", "peak_bytes", "seconds", "image_steps_per_s"} of the largest
+    size that ran, or None when even `start` did not.
+  """
+  log = log or _log
+  limit = (device.memory_stats() or {}).get("bytes_limit") if hasattr(device, "memory_stats") else None
+  best, r = None, start
+  while r <= stop:
+    fn, targets, keys = workload(params, r, steps)
+    try:
+      compiled = fn.lower(params, targets, keys).compile()
+      need = compiled_bytes(compiled)
+      if limit and need and need > limit:
+        log(f"R={r}: needs {need:,} bytes, over the device's {limit:,}")
+        break
+      t = time.perf_counter()
+      jax.block_until_ready(compiled(params, targets, keys))
+      seconds = time.perf_counter() - t
+    except Exception as e:  # XLA reports out-of-memory as a runtime error
+      log(f"R={r}: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
+      break
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    best = {"restarts": r, "compiled_bytes": need, "peak_bytes": (stats or {}).get("peak_bytes_in_use"),
+            "seconds": seconds, "image_steps_per_s": 10 * r * steps / seconds}
+    log(f"R={r}: ran in {seconds:.2f} s, compiled bytes {need}, peak bytes {best['peak_bytes']}")
+    r *= 2
+  return best
 
 
 def _log(line):
@@ -145,7 +244,7 @@ def _log(line):
 
 def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "cpu",
                   precision: str = "highest", sizes=None, repeats: int = 3,
-                  references: bool = True, log=_log) -> dict:
+                  references: bool = True, largest_up_to: int | None = None, log=_log) -> dict:
   """Runs the whole benchmark and prints its tables; returns the JSON summary.
 
   Args:
@@ -156,6 +255,8 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
     sizes: restart counts for the size table (default 1, 32, 256, 1024, and 4096 on a GPU).
     repeats: timed repeats after a warm-up; the median is reported, with min-max.
     references: also time the seed-style loop and PyTorch.
+    largest_up_to: also find the largest R (doubling from the headline R, at most this) whose
+      S-step inversion fits in device memory; None skips the search.
   """
   from jinvert.errors import JinvertError
 
@@ -168,6 +269,9 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
   except RuntimeError:
     raise JinvertError(f"no {device} device visible to jax (backend {jax.default_backend()})") from None
   restarts = restarts or (4096 if device == "gpu" else 256)
+  if largest_up_to is not None and largest_up_to < restarts:
+    raise JinvertError(f"--largest-up-to ({largest_up_to}) must be at least the headline R "
+                       f"({restarts}): the search doubles R from there")
   sizes = sorted(set(sizes or ([1, 32, 256, 1024] + ([4096] if device == "gpu" else []))) | {restarts})
   params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
   flops = flops_per_image_step(params)
@@ -200,25 +304,36 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
     ratios = {"seed_loop": None, "class_loop": None, "torch_eager": None, "torch_compile": None}
     if references:
       ref_steps = min(steps, 50)
-      log(f"Python loops: {ref_steps} steps, one gradient call each")
-      rates = {"seed_loop": python_loop_rate(params, 1, ref_steps, calls=10),
-               "class_loop": python_loop_rate(params, restarts, ref_steps, calls=10)}
-      for name, rate in rates.items():
-        ratios[name] = headline["image_steps_per_s"] / rate
-      torch = torch_rates(params, restarts, min(steps, 50), device, compile_steps=True)
-      if torch is None:
+      log(f"references: {ref_steps} steps each, timed in {repeats} interleaved rounds with "
+          "jinvert's headline call")
+      fn, targets, keys = workload(params, restarts, steps)
+      compiled = fn.lower(params, targets, keys).compile()
+
+      def jinvert_pass():
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(params, targets, keys))
+        return time.perf_counter() - t
+
+      timers = {"jinvert": (10 * restarts * steps, jinvert_pass),
+                "seed_loop": python_loop(params, 1, ref_steps, calls=10),
+                "class_loop": python_loop(params, restarts, ref_steps, calls=10)}
+      try:
+        import torch
+      except ImportError:
+        torch = None
         log("PyTorch is not installed (pip install 'jinvert[bench]'): its references are skipped")
-      else:
-        rates.update(torch)
-        for name, rate in torch.items():
-          ratios[name] = None if rate is None else headline["image_steps_per_s"] / rate
-      print(f"\nreferences at R={restarts} (image-steps/s; jinvert's throughput over theirs):")
+      with contextlib.ExitStack() as stack:
+        if torch is not None:
+          stack.enter_context(torch_matmul_precision(torch, precision))
+          timers.update(torch_loops(torch, params, restarts, ref_steps, device))
+        rates, measured = interleaved_rates(timers, repeats)
+      ratios.update({name: measured[name] for name in ratios if name in measured})
+      print(f"\nreferences at R={restarts} (image-steps/s, median of {repeats} interleaved rounds; "
+            "jinvert's throughput over theirs, median of the rounds' ratios):")
       print("| reference | image-steps/s | jinvert / reference |")
       print("|---|---|---|")
-      print(f"| jinvert (one compiled call) | {headline['image_steps_per_s']:,.0f} | 1.00x |")
       for name, rate in rates.items():
-        if rate is not None:
-          print(f"| {name} | {rate:,.0f} | {ratios[name]:.2f}x |")
+        print(f"| {name} | {rate:,.0f} | {measured[name]:.2f}x |")
 
     drift = None
     if precision != "highest":
@@ -239,9 +354,19 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
             f"image-steps/s ({row['image_steps_per_s'] / headline['image_steps_per_s']:.2f}x one call "
             "unsharded)")
 
+    largest = None
+    if largest_up_to:
+      log(f"largest R for S={steps}: doubling from {restarts} up to {largest_up_to}")
+      largest = largest_restarts(params, steps, restarts, largest_up_to, target_device, log)
+      if largest:
+        print(f"\nlargest R that ran for S={steps} (at most {largest_up_to}): "
+              f"{largest['restarts']:,} ({10 * largest['restarts']:,} images), "
+              f"{largest['seconds']:.2f} s, {largest['image_steps_per_s']:,.0f} image-steps/s, "
+              f"compiled bytes {largest['compiled_bytes']}, peak bytes {largest['peak_bytes']}")
+
   return {"backend": jax.default_backend(), "device_kind": target_device.device_kind,
           "restarts": restarts, "steps": steps, "precision": precision,
           "image_steps_per_s": headline["image_steps_per_s"], "gflops": headline["gflops"],
           "matmul_peak_gflops": peak, "peak_fraction": headline["peak_fraction"],
           "compile_seconds": headline["compile_seconds"], "ratios": ratios,
-          "precision_drift": drift, "sharded": sharded, "sizes": rows}
+          "precision_drift": drift, "sharded": sharded, "largest": largest, "sizes": rows}

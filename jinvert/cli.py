@@ -320,6 +320,9 @@ def _add_bench(commands):
   p.add_argument("--sizes", help="restart counts for the size table, e.g. 1,32,256,1024")
   p.add_argument("--repeats", type=int, default=3, help="timed repeats (median, min-max)")
   p.add_argument("--no-references", action="store_true", help="skip the seed loop and PyTorch")
+  p.add_argument("--largest-up-to", type=int, metavar="R_MAX",
+                 help="also find the largest R (doubling from --restarts, at most R_MAX) whose "
+                      "S-step inversion fits in device memory, running each size once")
   p.set_defaults(run=cmd_bench)
 
 
@@ -327,7 +330,7 @@ def cmd_bench(args):
   from jinvert import benchmark
   sizes = parse_targets(args.sizes) if args.sizes else None
   summary = benchmark.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
-                                    args.repeats, not args.no_references)
+                                    args.repeats, not args.no_references, args.largest_up_to)
   summary.pop("sizes")
   return summary
 

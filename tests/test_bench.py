@@ -64,3 +64,49 @@ def test_bench_prints_table_and_json(capsys):
 def test_bench_bad_input(capsys):
   code, _, err = run_cli(capsys, "bench", "--steps", "0")
   assert_one_line_error(code, err, "steps and repeats must be positive")
+  code, _, err = run_cli(capsys, "bench", "--restarts", "8", "--largest-up-to", "4")
+  assert_one_line_error(code, err, "must be at least the headline R (8)")
+
+
+class _DeviceWithLimit:
+  """Stands in for a GPU that reports a memory limit."""
+
+  def __init__(self, bytes_limit):
+    self.bytes_limit = bytes_limit
+
+  def memory_stats(self):
+    return {"bytes_limit": self.bytes_limit, "peak_bytes_in_use": 0}
+
+
+def test_largest_restarts_stops_at_the_memory_limit():
+  params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
+  needs = {}
+  for r in (2, 4, 8):
+    fn, targets, keys = benchmark.workload(params, r, 2)
+    needs[r] = benchmark.compiled_bytes(fn.lower(params, targets, keys).compile())
+  assert needs[2] < needs[4] < needs[8]
+  limit = (needs[4] + needs[8]) // 2
+  logged = []
+  found = benchmark.largest_restarts(params, 2, 2, 64, _DeviceWithLimit(limit), logged.append)
+  assert found["restarts"] == 4 and found["compiled_bytes"] == needs[4]
+  assert "R=8: needs" in logged[-1]
+  unbounded = benchmark.largest_restarts(params, 2, 2, 8, jax.devices("cpu")[0], logged.append)
+  assert unbounded["restarts"] == 8
+  assert benchmark.largest_restarts(params, 2, 2, 8, _DeviceWithLimit(1), logged.append) is None
+
+
+def test_interleaved_rates_pair_each_round_and_skip_the_first_pass():
+  slowdown = iter([50.0, 50.0] + [1.0, 1.0, 3.0, 3.0, 9.0, 9.0])  # a cold pass, then drift
+  calls = []
+
+  def timer(name, seconds_per_pass):
+    def run():
+      calls.append(name)
+      return seconds_per_pass * next(slowdown)
+    return run
+
+  timers = {"jinvert": (100, timer("jinvert", 1.0)), "ref": (10, timer("ref", 2.0))}
+  rates, ratios = benchmark.interleaved_rates(timers, rounds=3)
+  assert calls == ["jinvert", "ref"] * 4
+  assert rates == {"jinvert": 100 / 3.0, "ref": 10 / 6.0}
+  assert ratios == {"jinvert": 1.0, "ref": 20.0}
