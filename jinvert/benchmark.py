@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from jinvert import invert, models, objectives, parameterizations
-from jinvert.timing import time_compiled
+from jinvert.timing import compile_timed, time_calls, time_compiled
 
 PRECISIONS = {"highest": "highest", "tf32": "tensorfloat32", "bf16": "bfloat16"}
 # torch.set_float32_matmul_precision's names for the same three settings, so that PyTorch is
@@ -177,9 +177,16 @@ def interleaved_rates(timers: dict, rounds: int):
 
 
 def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = False):
-  """Times one size; returns a dict of the measurements and the final images and outputs."""
+  """Times one size.
+
+  Returns:
+    (a dict of the measurements, the last call's InversionResult, a function that times one
+    more call of the same executable and returns its seconds).
+  """
   fn, targets, keys = workload(params, restarts, steps, shard)
-  result, compile_seconds, times = time_compiled(fn, (params, targets, keys), repeats, warmup=True)
+  args = (params, targets, keys)
+  compiled, compile_seconds = compile_timed(fn, args)
+  result, times = time_calls(compiled, args, repeats, warmup=True)
   median = statistics.median(times)
   image_steps = 10 * restarts * steps
   device = next(iter(result.inputs.devices()))
@@ -189,7 +196,7 @@ def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = Fals
           "seconds_median": median, "seconds_min": min(times), "seconds_max": max(times),
           "image_steps_per_s": image_steps / median,
           "gflops": image_steps * flops_per_image_step(params) / median / 1e9,
-          "peak_bytes": memory}, result
+          "peak_bytes": memory}, result, lambda: time_calls(compiled, args)[1][0]
 
 
 def compiled_bytes(compiled) -> int | None:
@@ -218,14 +225,12 @@ def largest_restarts(params, steps: int, start: int, stop: int, device, log=None
   while r <= stop:
     fn, targets, keys = workload(params, r, steps)
     try:
-      compiled = fn.lower(params, targets, keys).compile()
+      compiled, _ = compile_timed(fn, (params, targets, keys))
       need = compiled_bytes(compiled)
       if limit and need and need > limit:
         log(f"R={r}: needs {need:,} bytes, over the device's {limit:,}")
         break
-      t = time.perf_counter()
-      jax.block_until_ready(compiled(params, targets, keys))
-      seconds = time.perf_counter() - t
+      _, (seconds,) = time_calls(compiled, (params, targets, keys))
     except Exception as e:  # XLA reports out-of-memory as a runtime error
       log(f"R={r}: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
       break
@@ -284,10 +289,10 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
           f"matmul peak {peak:,.0f} GFLOP/s ({peak_n}^3 float32, precision {precision})")
     print("| R | compile s | median s (min-max) | image-steps/s | GFLOP/s | % of matmul peak | peak bytes |")
     print("|---|---|---|---|---|---|---|")
-    rows, headline, headline_result = [], None, None
+    rows, headline, headline_result, headline_pass = [], None, None, None
     for r in sizes:
       try:
-        row, result = run_size(params, r, steps, repeats)
+        row, result, one_pass = run_size(params, r, steps, repeats)
       except Exception as e:  # out of memory at the largest sizes: report and stop growing
         log(f"R={r}: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
         break
@@ -297,7 +302,7 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
             f"({row['seconds_min']:.4f}-{row['seconds_max']:.4f}) | {row['image_steps_per_s']:,.0f} | "
             f"{row['gflops']:,.1f} | {100 * row['peak_fraction']:.1f}% | {row['peak_bytes'] or '-'} |")
       if r == restarts:
-        headline, headline_result = row, result
+        headline, headline_result, headline_pass = row, result, one_pass
     if headline is None:
       raise JinvertError(f"R={restarts} did not run (see the log)")
 
@@ -306,15 +311,7 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
       ref_steps = min(steps, 50)
       log(f"references: {ref_steps} steps each, timed in {repeats} interleaved rounds with "
           "jinvert's headline call")
-      fn, targets, keys = workload(params, restarts, steps)
-      compiled = fn.lower(params, targets, keys).compile()
-
-      def jinvert_pass():
-        t = time.perf_counter()
-        jax.block_until_ready(compiled(params, targets, keys))
-        return time.perf_counter() - t
-
-      timers = {"jinvert": (10 * restarts * steps, jinvert_pass),
+      timers = {"jinvert": (10 * restarts * steps, headline_pass),
                 "seed_loop": python_loop(params, 1, ref_steps, calls=10),
                 "class_loop": python_loop(params, restarts, ref_steps, calls=10)}
       try:
@@ -338,7 +335,7 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
     drift = None
     if precision != "highest":
       with jax.default_matmul_precision("highest"):
-        _, exact = run_size(params, restarts, steps, 1)
+        _, exact, _ = run_size(params, restarts, steps, 1)
       probs = lambda res: jax.nn.softmax(res.outputs)[jnp.arange(10), :, jnp.arange(10)]
       drift = {"max_abs_image": float(jnp.max(jnp.abs(headline_result.inputs - exact.inputs))),
                "max_abs_target_prob": float(jnp.max(jnp.abs(probs(headline_result) - probs(exact))))}
@@ -348,7 +345,7 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
 
     sharded = None
     if len(jax.devices(device)) > 1 and restarts % len(jax.devices(device)) == 0:
-      row, _ = run_size(params, restarts, steps, repeats, shard=True)
+      row, _, _ = run_size(params, restarts, steps, repeats, shard=True)
       sharded = {"devices": len(jax.devices(device)), "image_steps_per_s": row["image_steps_per_s"]}
       print(f"\nsharded over {sharded['devices']} devices: {row['image_steps_per_s']:,.0f} "
             f"image-steps/s ({row['image_steps_per_s'] / headline['image_steps_per_s']:.2f}x one call "
