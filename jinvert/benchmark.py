@@ -176,6 +176,11 @@ def interleaved_rates(timers: dict, rounds: int):
   return rates, ratios
 
 
+def memory_stats(device) -> dict:
+  """The device's memory statistics, or {} where the backend keeps none (the CPU)."""
+  return (device.memory_stats() if hasattr(device, "memory_stats") else None) or {}
+
+
 def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = False):
   """Times one size.
 
@@ -189,9 +194,7 @@ def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = Fals
   result, times = time_calls(compiled, args, repeats, warmup=True)
   median = statistics.median(times)
   image_steps = 10 * restarts * steps
-  device = next(iter(result.inputs.devices()))
-  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-  memory = (stats or {}).get("peak_bytes_in_use")
+  memory = memory_stats(next(iter(result.inputs.devices()))).get("peak_bytes_in_use")
   return {"restarts": restarts, "steps": steps, "compile_seconds": compile_seconds,
           "seconds_median": median, "seconds_min": min(times), "seconds_max": max(times),
           "image_steps_per_s": image_steps / median,
@@ -211,31 +214,33 @@ def compiled_bytes(compiled) -> int | None:
 def largest_restarts(params, steps: int, start: int, stop: int, device, log=None) -> dict | None:
   """The largest R, doubling from `start` up to `stop`, whose inversion of S = `steps` runs.
 
-  Each size is compiled for `device` (its default device must be `device`), skipped when XLA's memory estimate exceeds the device's memory limit
-  (where the backend reports one), and otherwise run once; the first size that does not fit
-  (or fails with out-of-memory) ends the search.
+  Each size is compiled for `device` (which must be the default device), skipped when XLA's
+  memory estimate exceeds the device's memory limit (where the backend reports one), and
+  otherwise run once; the first size that does not fit (or fails with out-of-memory) ends the
+  search.
 
   Returns:
     {"restarts", "compiled_bytes", "peak_bytes", "seconds", "image_steps_per_s"} of the largest
     size that ran, or None when even `start` did not.
   """
   log = log or _log
-  limit = (device.memory_stats() or {}).get("bytes_limit") if hasattr(device, "memory_stats") else None
+  limit = memory_stats(device).get("bytes_limit")
   best, r = None, start
   while r <= stop:
     fn, targets, keys = workload(params, r, steps)
+    args = (params, targets, keys)
     try:
-      compiled, _ = compile_timed(fn, (params, targets, keys))
+      compiled, _ = compile_timed(fn, args)
       need = compiled_bytes(compiled)
       if limit and need and need > limit:
         log(f"R={r}: needs {need:,} bytes, over the device's {limit:,}")
         break
-      _, (seconds,) = time_calls(compiled, (params, targets, keys))
+      _, (seconds,) = time_calls(compiled, args)
     except Exception as e:  # XLA reports out-of-memory as a runtime error
       log(f"R={r}: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
       break
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    best = {"restarts": r, "compiled_bytes": need, "peak_bytes": (stats or {}).get("peak_bytes_in_use"),
+    best = {"restarts": r, "compiled_bytes": need,
+            "peak_bytes": memory_stats(device).get("peak_bytes_in_use"),
             "seconds": seconds, "image_steps_per_s": 10 * r * steps / seconds}
     log(f"R={r}: ran in {seconds:.2f} s, compiled bytes {need}, peak bytes {best['peak_bytes']}")
     r *= 2
@@ -319,9 +324,8 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
       except ImportError:
         torch = None
         log("PyTorch is not installed (pip install 'jinvert[bench]'): its references are skipped")
-      with contextlib.ExitStack() as stack:
-        if torch is not None:
-          stack.enter_context(torch_matmul_precision(torch, precision))
+      with torch_matmul_precision(torch, precision) if torch else contextlib.nullcontext():
+        if torch:
           timers.update(torch_loops(torch, params, restarts, ref_steps, device))
         rates, measured = interleaved_rates(timers, repeats)
       ratios.update({name: measured[name] for name in ratios if name in measured})
