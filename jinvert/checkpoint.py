@@ -22,13 +22,18 @@ FORMAT = "jinvert-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path, params, metadata: dict) -> Path:
-  """Writes `params` and `metadata` (which must name `model`) to `path` atomically."""
+def checkpoint_bytes(params, metadata: dict) -> bytes:
+  """The checkpoint file's bytes for `params` and `metadata` (which must name `model`)."""
   if "model" not in metadata:
     raise JinvertError("checkpoint metadata must name its model")
   blob = {"format": FORMAT, "version": VERSION, "metadata": dict(metadata),
           "params": serialization.to_state_dict(jax.device_get(params))}
-  return atomic_write_bytes(path, serialization.msgpack_serialize(blob))
+  return serialization.msgpack_serialize(blob)
+
+
+def save_checkpoint(path, params, metadata: dict) -> Path:
+  """Writes `params` and `metadata` (which must name `model`) to `path` atomically."""
+  return atomic_write_bytes(path, checkpoint_bytes(params, metadata))
 
 
 def _flat(tree):
@@ -50,6 +55,36 @@ def check_params(params, template, what: str, model: str):
                        + (f"; and {len(problems) - 4} more" if len(problems) > 4 else ""))
 
 
+# Metadata fields that code reads, and the types they must have when present.
+METADATA_TYPES = {"model": str, "init": str, "dataset": str, "seed": int,
+                  "test_accuracy": (int, float), "recipe": dict}
+
+
+def _check_structure(blob, path):
+  if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    raise JinvertError(f"{path}: not a jinvert checkpoint")
+  if blob.get("version") != VERSION:
+    raise JinvertError(f"{path}: checkpoint version {blob.get('version')!r}, "
+                       f"this jinvert reads version {VERSION}")
+  for key in ("metadata", "params"):
+    if not isinstance(blob.get(key), dict):
+      raise JinvertError(f"{path}: checkpoint has no {key} map")
+  metadata = blob["metadata"]
+  for key, kind in METADATA_TYPES.items():
+    value = metadata.get(key)
+    if (key == "model" or value is not None) and (not isinstance(value, kind)
+                                                  or isinstance(value, bool)):
+      raise JinvertError(f"{path}: checkpoint metadata {key!r} is {type(value).__name__} "
+                         f"{str(value)[:40]!r}, expected {getattr(kind, '__name__', 'a number')}")
+
+
+def check_finite(params, what: str):
+  """Raises a JinvertError naming the first array of `params` holding NaN or inf."""
+  for name, leaf in _flat(params).items():
+    if not np.all(np.isfinite(np.asarray(leaf))):
+      raise JinvertError(f"{what}: {name} holds NaN or inf; the model cannot be used")
+
+
 def load_checkpoint(path, expect_model: str | None = None):
   """Reads a checkpoint and validates it against its model.
 
@@ -61,25 +96,27 @@ def load_checkpoint(path, expect_model: str | None = None):
     (params, metadata).
 
   Raises:
-    JinvertError: missing, truncated or foreign file; another model; any shape or dtype differing.
+    JinvertError: missing, truncated or foreign file; a missing or mistyped field; another
+      model; any array's shape or dtype differing from the model's; NaN or inf in a weight.
   """
   path = Path(path)
   try:
-    blob = serialization.msgpack_restore(path.read_bytes())
+    raw = path.read_bytes()
   except FileNotFoundError:
     raise JinvertError(f"{path}: no such checkpoint") from None
+  except OSError as e:
+    raise JinvertError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
+  try:
+    blob = serialization.msgpack_restore(raw)
   except Exception as e:  # msgpack raises several types for truncated or foreign bytes
     raise JinvertError(f"{path}: not a readable jinvert checkpoint ({type(e).__name__})") from None
-  if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-    raise JinvertError(f"{path}: not a jinvert checkpoint")
-  if blob.get("version") != VERSION:
-    raise JinvertError(f"{path}: checkpoint version {blob.get('version')}, "
-                       f"this jinvert reads version {VERSION}")
+  _check_structure(blob, path)
   metadata, params = blob["metadata"], blob["params"]
-  model = metadata.get("model")
+  model = metadata["model"]
   if expect_model is not None and model != expect_model:
     raise JinvertError(f"{path}: checkpoint of model {model!r}, expected {expect_model!r}")
   spec = get_model(model)
   template = jax.eval_shape(lambda: spec.init_params(jax.random.key(0), metadata.get("init")))
   check_params(params, template, str(path), model)
+  check_finite(params, str(path))
   return params, metadata

@@ -12,6 +12,8 @@ Each file may be gzipped (`*.gz`) or raw.
 
 import gzip
 import hashlib
+import io
+import math
 import os
 import urllib.error
 import urllib.request
@@ -71,39 +73,61 @@ class Dataset(NamedTuple):
   test_labels: np.ndarray
 
 
-def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
-  """Parses the bytes of one uncompressed IDX file.
+# The largest IDX body read (MNIST's training images are 47 MB): a header that promises more is
+# refused before anything is decompressed, so a small gzip bomb cannot fill the memory.
+MAX_IDX_BYTES = 2 ** 30
+
+
+def read_idx(stream, name: str = "<bytes>", max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+  """Reads one uncompressed IDX file from a binary stream, checking the header first.
+
+  The header's dimensions are multiplied in Python integers (no overflow) and the body is
+  read only up to the size they promise, plus one byte to detect trailing data.
 
   Args:
-    raw: the file's bytes.
+    stream: a binary file object (a `gzip.open` stream decompresses only what is read).
     name: the file's name, used in error messages.
+    max_bytes: the largest body accepted.
 
   Returns:
     The array, in the file's dtype and shape.
 
   Raises:
-    JinvertError: bad magic number, unknown type code, or a size that disagrees with the header.
+    JinvertError: bad magic number, unknown type code, a body over `max_bytes`, or a size that
+      disagrees with the header.
   """
-  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-    raise JinvertError(f"{name}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-  ndim = raw[3]
-  header = 4 + 4 * ndim
-  if len(raw) < header:
-    raise JinvertError(f"{name}: truncated IDX header ({len(raw)} bytes, needs {header})")
-  shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-  dtype = np.dtype(_IDX_DTYPES[raw[2]])
-  expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-  if len(raw) != expected:
-    kind = "truncated" if len(raw) < expected else "has trailing bytes"
-    raise JinvertError(f"{name}: IDX file {kind}: {len(raw)} bytes, header {shape} needs {expected}")
-  return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+  magic = stream.read(4)
+  if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+    raise JinvertError(f"{name}: not an IDX file (bad magic number {magic.hex() or 'empty'})")
+  ndim = magic[3]
+  dims = stream.read(4 * ndim)
+  if len(dims) < 4 * ndim:
+    raise JinvertError(f"{name}: truncated IDX header ({4 + len(dims)} bytes, needs {4 + 4 * ndim})")
+  shape = tuple(int.from_bytes(dims[i:i + 4], "big") for i in range(0, 4 * ndim, 4))
+  dtype = np.dtype(_IDX_DTYPES[magic[2]])
+  size = math.prod(shape) * dtype.itemsize
+  if size > max_bytes:
+    raise JinvertError(f"{name}: IDX header claims shape {shape} ({size:,} bytes), over the "
+                       f"{max_bytes:,}-byte ceiling")
+  body = stream.read(size + 1)
+  if len(body) != size:
+    kind = "truncated" if len(body) < size else "has trailing bytes"
+    shown = len(body) if len(body) < size else f"more than {size}"
+    raise JinvertError(f"{name}: IDX file {kind}: body of {shown} bytes, header {shape} needs "
+                       f"{size}")
+  return np.frombuffer(body, dtype).reshape(shape)
 
 
-def read_idx_bytes(path: Path) -> bytes:
-  """Reads one IDX file's uncompressed bytes, gunzipping `*.gz`."""
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+  """Parses the bytes of one uncompressed IDX file (see `read_idx`)."""
+  return read_idx(io.BytesIO(raw), name)
+
+
+def load_idx(path: Path) -> np.ndarray:
+  """Reads one IDX file, gunzipping `*.gz` as it goes (never more than the header promises)."""
   try:
-    data = path.read_bytes()
-    return gzip.decompress(data) if path.suffix == ".gz" else data
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as stream:
+      return read_idx(stream, str(path))
   except (OSError, EOFError, zlib.error) as e:
     raise JinvertError(f"{path}: corrupt or truncated gzip file ({e})") from None
 
@@ -115,23 +139,56 @@ def _find_file(folder: Path, stem: str):
   return None
 
 
+N_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+
+
+def _images(images: np.ndarray, name) -> np.ndarray:
+  """Unsigned bytes scaled to [0, 1], or floats that already lie in [0, 1]."""
+  if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+    raise JinvertError(f"{name}: expected images shaped (N, 28, 28), got {images.shape}")
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / 255.0
+  if images.dtype.kind != "f":
+    raise JinvertError(f"{name}: images must be unsigned bytes or floats in [0, 1], got "
+                       f"{images.dtype}")
+  images = images.astype(np.float32)
+  if images.size and not (np.all(np.isfinite(images)) and images.min() >= 0 and images.max() <= 1):
+    raise JinvertError(f"{name}: float images must lie in [0, 1], found values in "
+                       f"[{np.nanmin(images):.4g}, {np.nanmax(images):.4g}]"
+                       + ("" if np.all(np.isfinite(images)) else " and NaN or inf"))
+  return images
+
+
+def _labels(labels: np.ndarray, name) -> np.ndarray:
+  if labels.ndim != 1 or labels.dtype.kind not in "iu":
+    raise JinvertError(f"{name}: expected integer labels shaped (N,), got {labels.dtype} "
+                       f"{labels.shape}")
+  bad = labels[(labels < 0) | (labels >= N_CLASSES)]
+  if bad.size:
+    raise JinvertError(f"{name}: label {int(bad[0])} is outside the {N_CLASSES} classes "
+                       f"(valid: 0-{N_CLASSES - 1})")
+  return labels.astype(np.int32)
+
+
 def _images_and_labels(images: np.ndarray, labels: np.ndarray, names) -> tuple:
-  if images.ndim != 3 or labels.ndim != 1:
-    raise JinvertError(f"{names[0]} / {names[1]}: expected images (N, H, W) and labels (N,), "
-                       f"got {images.shape} and {labels.shape}")
+  images, labels = _images(images, names[0]), _labels(labels, names[1])
   if len(images) != len(labels):
     raise JinvertError(f"{names[0]} holds {len(images)} images but {names[1]} holds "
                        f"{len(labels)} labels")
-  return (images.astype(np.float32) / 255.0, labels.astype(np.int32))
+  if not len(images):
+    raise JinvertError(f"{names[0]}: holds no images")
+  return images, labels
 
 
 def load_folder(folder: Path, name: str = "dataset") -> Dataset:
-  """Loads the four IDX files of one dataset from `folder` (each gzipped or raw)."""
+  """Loads the four IDX files of one dataset from `folder` (each gzipped or raw), checking
+  image size and range, label range, and that every split holds as many labels as images."""
   paths = {key: _find_file(folder, stem) for key, stem in SPLITS.items()}
   missing = [SPLITS[k] for k, p in paths.items() if p is None]
   if missing:
     raise JinvertError(f"{folder}: missing {', '.join(missing)}")
-  arrays = {k: parse_idx(read_idx_bytes(p), str(p)) for k, p in paths.items()}
+  arrays = {k: load_idx(p) for k, p in paths.items()}
   train = _images_and_labels(arrays["train_images"], arrays["train_labels"],
                              (paths["train_images"], paths["train_labels"]))
   test = _images_and_labels(arrays["test_images"], arrays["test_labels"],
@@ -167,6 +224,20 @@ def _mirrors(name: str):
   return MIRRORS[name]
 
 
+def _gunzipped_sha256(payload: bytes) -> str:
+  """SHA-256 of a gzip payload's content, decompressed in chunks and never past the IDX
+  ceiling (a bomb is cut off there, and its digest then cannot match)."""
+  digest, seen = hashlib.sha256(), 0
+  try:
+    with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
+      while seen <= MAX_IDX_BYTES and (chunk := stream.read(1 << 20)):
+        digest.update(chunk)
+        seen += len(chunk)
+  except (OSError, EOFError, zlib.error):
+    return "not a gzip file"
+  return digest.hexdigest()
+
+
 def download(name: str, folder: Path, mirrors=None, timeout: float = 30.0) -> list:
   """Downloads dataset `name` into `folder`, verifying each file's SHA-256.
 
@@ -191,14 +262,11 @@ def download(name: str, folder: Path, mirrors=None, timeout: float = 30.0) -> li
       url = f"{mirror.rstrip('/')}/{stem}.gz"
       try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-          payload = response.read()
+          payload = response.read(MAX_IDX_BYTES + 1)
       except (urllib.error.URLError, OSError, ValueError) as e:
         failures.append(f"{url}: {getattr(e, 'reason', e)}")
         continue
-      try:
-        digest = hashlib.sha256(gzip.decompress(payload)).hexdigest()
-      except (OSError, EOFError, zlib.error):
-        digest = "not a gzip file"
+      digest = _gunzipped_sha256(payload)
       if digest != expected:
         raise JinvertError(f"checksum mismatch for {url}: SHA-256 {digest}, expected {expected}; "
                            "nothing was written")

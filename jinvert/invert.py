@@ -10,6 +10,8 @@ batch of outputs, or `(outputs, {layer name: activations})` when objectives read
     result.inputs.shape   # (10, 32, 28, 28)
 """
 
+import math
+import time
 from typing import Callable, NamedTuple
 
 import jax
@@ -17,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jinvert import parameterizations
+from jinvert import memory, parameterizations
 from jinvert.errors import JinvertError
 from jinvert.objectives import Context, Objective
-from jinvert.timing import time_compiled
+from jinvert.timing import time_calls
 
 
 class InversionResult(NamedTuple):
@@ -209,34 +211,122 @@ def lane_keys(key, n_targets: int, restarts: int):
   return jax.random.split(key, n_targets * restarts).reshape(n_targets, restarts)
 
 
+def _abstract_keys(n_targets: int, restarts: int, sharding=None):
+  return jax.ShapeDtypeStruct((n_targets, restarts), jax.random.key(0).dtype, sharding=sharding)
+
+
+# The restart axis of each InversionResult field, for gathering chunks.
+_RESTART_AXIS = InversionResult(inputs=1, loss_history=2, target_prob=2, outputs=1, input_history=2)
+_HINT = "use fewer restarts, steps or targets (or record fewer steps)"
+
+
+def result_bytes(n_targets: int, restarts: int, steps: int, input_shape, n_outputs: int,
+                 record_every: int = 1, record_inputs: bool = False) -> int:
+  """Bytes of the InversionResult (float32) and the lane keys, from the sizes alone: what must
+  fit in host memory, known before anything is traced, compiled or allocated."""
+  lanes, size = n_targets * restarts, math.prod(input_shape)
+  recorded = steps // record_every if record_every else min(steps, 1)
+  per_lane = size + n_outputs + 2 * recorded + (recorded * size if record_inputs else 0)
+  return 4 * lanes * per_lane + 8 * lanes
+
+
+def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_bytes=None,
+                  sharding=None):
+  """Compiles `run` for R = `restarts`, or for the largest chunk of restarts that fits.
+
+  The results must fit in host memory (checked from their shapes before anything is compiled
+  or allocated); the compiled call must fit in the device's memory by XLA's own estimate, else
+  the restarts are split into equal chunks that do (unless they are sharded over devices).
+
+  Args:
+    run: the jitted inversion (`make_inversion`).
+    params, targets: its arguments.
+    restarts: R.
+    device_bytes, host_bytes: memory free (default: `jinvert.memory`'s reading).
+    sharding: the keys' sharding (`restart_sharding`), if any.
+
+  Returns:
+    (compiled call for chunks of C restarts, C).
+
+  Raises:
+    JinvertError: when the results, or one restart per target, cannot fit.
+  """
+  device_bytes = memory.available_bytes() if device_bytes is None else device_bytes
+  host_bytes = memory.host_available_bytes() if host_bytes is None else host_bytes
+  n = len(targets)
+  results = jax.eval_shape(run, params, targets, _abstract_keys(n, restarts))
+  memory.require(memory.tree_bytes(results) + 8 * n * restarts, host_bytes,
+                 f"the results of {n} targets x {restarts:,} restarts", _HINT)
+  chunk = restarts
+  while True:
+    compiled = run.lower(params, targets, _abstract_keys(n, chunk, sharding)).compile()
+    need = memory.compiled_bytes(compiled)
+    if need is None or device_bytes is None or need <= device_bytes:
+      return compiled, chunk
+    if sharding is not None or chunk == 1:
+      memory.require(need, device_bytes, f"the inversion of {n} targets x {chunk:,} restarts",
+                     _HINT)
+    # restarts cost memory in proportion (plus a fixed part the next check catches)
+    chunk = max(1, min(chunk - 1, int(device_bytes / (need / chunk))))
+
+
+def _gather(pieces, restarts: int) -> InversionResult:
+  """Concatenates per-chunk results along the restart axis and trims the padding."""
+  def join(axis, *arrays):
+    if arrays[0] is None:
+      return None
+    return np.take(np.concatenate(arrays, axis), np.arange(restarts), axis)
+  return InversionResult(*[join(axis, *field) for axis, field in
+                           zip(_RESTART_AXIS, zip(*pieces))])
+
+
 def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
                  restarts: int = 1, steps: int = 200,
                  optimizer: optax.GradientTransformation | None = None,
                  parameterization: parameterizations.Parameterization | None = None,
                  transform: Callable | None = None, record_every: int = 1,
-                 record_inputs: bool = False, shard: bool = False):
-  """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds"}).
+                 record_inputs: bool = False, shard: bool = False, device_bytes=None,
+                 host_bytes=None):
+  """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds", "chunks"}).
 
-  Compilation (`lower().compile()`) is timed apart from the compiled call, which is timed up to
+  Compilation (`lower().compile()`) is timed apart from the compiled calls, each timed up to
   `block_until_ready`. Arguments as for `invert`; `shard` splits the restarts over all devices
-  (see `restart_sharding`).
+  (see `restart_sharding`). When the call does not fit in memory by XLA's estimate, the
+  restarts run in chunks that do, with the same results (`plan_restarts`).
   """
   targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
   run = jax.jit(make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
                                parameterization or parameterizations.pixels(), steps,
                                tuple(input_shape), transform, record_every, record_inputs))
+  sharding = restart_sharding(restarts) if shard else None
+  t0 = time.perf_counter()
+  compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
+                                  sharding)
+  compile_seconds = time.perf_counter() - t0
   keys = lane_keys(key, len(targets), restarts)
   if shard:
-    keys = jax.device_put(keys, restart_sharding(restarts))
-  result, compile_seconds, (seconds,) = time_compiled(run, (params, targets, keys))
-  return result, {"compile_seconds": compile_seconds, "seconds": seconds}
+    keys = jax.device_put(keys, sharding)
+  if chunk == restarts:
+    result, (seconds,) = time_calls(compiled, (params, targets, keys))
+    return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": 1}
+  pieces, seconds = [], 0.0
+  for start in range(0, restarts, chunk):
+    part = keys[:, start:start + chunk]
+    if part.shape[1] < chunk:  # pad the last chunk: one executable serves every chunk
+      part = jnp.concatenate([part, jnp.repeat(part[:, -1:], chunk - part.shape[1], 1)], 1)
+    result, (s,) = time_calls(compiled, (params, targets, part))
+    pieces.append(jax.device_get(result))
+    seconds += s
+  return _gather(pieces, restarts), {"compile_seconds": compile_seconds, "seconds": seconds,
+                                     "chunks": len(pieces)}
 
 
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
            restarts: int = 1, steps: int = 200, optimizer: optax.GradientTransformation | None = None,
            parameterization: parameterizations.Parameterization | None = None,
            transform: Callable | None = None, record_every: int = 1,
-           record_inputs: bool = False, shard: bool = False) -> InversionResult:
+           record_inputs: bool = False, shard: bool = False, device_bytes=None,
+           host_bytes=None) -> InversionResult:
   """Optimises inputs so that `apply_fn(params, x)` maximises `objective`, for every target.
 
   Args:
@@ -254,14 +344,17 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
     record_every: keep the loss and probability history every k-th step (0: none but the first).
     record_inputs: also return the inputs at each recorded step (`input_history`).
     shard: split the restarts over all devices (`restart_sharding`); same results.
+    device_bytes, host_bytes: memory free for the call and for its results (default: read
+      from the device and the host, see `jinvert.memory`); over it, the restarts run in chunks.
 
   Returns:
     An InversionResult of arrays shaped (T, R, ...) and histories (S', T, R).
 
   Raises:
-    JinvertError: bad targets, steps, input shape or layer name.
+    JinvertError: bad targets, steps, input shape or layer name; results too large for memory.
   """
   return timed_invert(apply_fn, params, objective, targets, key=key, input_shape=input_shape,
                       restarts=restarts, steps=steps, optimizer=optimizer,
                       parameterization=parameterization, transform=transform,
-                      record_every=record_every, record_inputs=record_inputs, shard=shard)[0]
+                      record_every=record_every, record_inputs=record_inputs, shard=shard,
+                      device_bytes=device_bytes, host_bytes=host_bytes)[0]

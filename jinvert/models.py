@@ -112,6 +112,8 @@ class ModelSpec:
     inits: the init schemes `make` accepts; the first is the default.
     layers: names of the sown activations (`hiddenN_pre` before the nonlinearity, `hiddenN`
       after), the first being the default for unit objectives.
+    task: `classifier`, `regression`, `autoencoder` or `generator`.
+    n_classes: the classes a classifier (or a conditional generator) tells apart.
   """
   name: str
   make: Callable[[str], nn.Module]
@@ -119,6 +121,8 @@ class ModelSpec:
   dataset: str | None
   inits: tuple = ("default",)
   layers: tuple = ()
+  task: str = "classifier"
+  n_classes: int = 10
 
   def module(self, init: str | None = None) -> nn.Module:
     init = init or self.inits[0]
@@ -153,12 +157,13 @@ REGISTRY = {
                   ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")),
         ModelSpec("fashion-mlp", lambda init: MLP((128,)), (28, 28), "fashion-mnist",
                   ("glorot",), ("hidden1_pre", "hidden1")),
-        ModelSpec("linear", lambda init: MLP((), outputs=1, input_ndim=1), (1,), None, ("glorot",)),
+        ModelSpec("linear", lambda init: MLP((), outputs=1, input_ndim=1), (1,), None, ("glorot",),
+                  task="regression"),
         ModelSpec("cnn", lambda init: CNN(), (28, 28), "mnist", ("lecun",), ("hidden1",)),
-        ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist", ("lecun",)),
+        ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist", ("lecun",), task="autoencoder"),
         # a 2-D latent leaves the digit to the label (see jinvert.generate)
         ModelSpec("mnist-cvae", lambda init: VAE(latent_dim=2, n_classes=10), (28, 28), "mnist",
-                  ("lecun",)),
+                  ("lecun",), task="generator"),
     )
 }
 
@@ -169,6 +174,17 @@ def get_model(name: str) -> ModelSpec:
     return REGISTRY[name]
   except KeyError:
     raise JinvertError(f"unknown model {name!r}; choose one of: {', '.join(REGISTRY)}") from None
+
+
+def require_task(name: str, task: str, what: str, hints: dict | None = None) -> "ModelSpec":
+  """The spec of model `name`, which must do `task`; the error names what it does instead,
+  and `hints[its task]` where given (e.g. the command that takes it)."""
+  spec = get_model(name)
+  if spec.task != task:
+    hint = (hints or {}).get(spec.task)
+    raise JinvertError(f"{what} must be a {task} checkpoint; it holds {spec.name!r}, a "
+                       f"{spec.task}" + (f" ({hint})" if hint else ""))
+  return spec
 
 
 def apply_with_activations(module: nn.Module):

@@ -1,10 +1,30 @@
-"""Figures saved as PNG: image grids, one row per target."""
+"""Figures as PNG: image grids, one row per target, and curves.
 
+`grid_png` and `curve_png` return the PNG's bytes, for commands that stage their outputs
+(`jinvert.files.Outputs`); `save_grid` and `save_curve` write them to a path atomically.
+"""
+
+import io
 import math
 
 import numpy as np
 
-from jinvert.files import atomic_write_with
+from jinvert.files import atomic_write_bytes
+
+
+def _png(fig) -> bytes:
+  import matplotlib.pyplot as plt
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100)
+  plt.close(fig)
+  return buffer.getvalue()
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
 
 
 def mosaic(images, pad: int = 1, columns: int | None = None) -> np.ndarray:
@@ -25,22 +45,18 @@ def mosaic(images, pad: int = 1, columns: int | None = None) -> np.ndarray:
   return out
 
 
-def save_grid(path, images, row_labels=None, title: str | None = None, columns: int | None = None,
-              scale: float = 0.35):
-  """Writes a PNG grid of images in [0, 1] (black 0, white 1), a row per target, atomically.
+def grid_png(images, row_labels=None, title: str | None = None, columns: int | None = None,
+             scale: float = 0.35) -> bytes:
+  """A PNG grid of images in [0, 1] (black 0, white 1), a row per target.
 
   Args:
-    path: destination PNG.
     images: (T, R, H, W).
     row_labels: optional label per row (e.g. the target class).
     title: optional figure title.
     columns: lay the images out this many to a row instead (e.g. 16 for 256 units).
     scale: inches per image.
   """
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = _pyplot()
   grid = mosaic(images, columns=columns)
   images = np.asarray(images)
   rows = grid.shape[0] / (images.shape[-2] + 1)
@@ -56,17 +72,18 @@ def save_grid(path, images, row_labels=None, title: str | None = None, columns: 
   if title:
     ax.set_title(title, fontsize=9)
   fig.tight_layout()
-  atomic_write_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
-  plt.close(fig)
+  return _png(fig)
 
 
-def save_curve(path, values, xlabel: str, ylabel: str, title: str | None = None,
-               reference: float | None = None, reference_label: str | None = None):
-  """Writes a PNG scatter of `values` against their index (seed 004's x0-per-iteration plot)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+def save_grid(path, *args, **kwargs):
+  """Writes `grid_png(*args, **kwargs)` to `path` atomically."""
+  return atomic_write_bytes(path, grid_png(*args, **kwargs))
 
+
+def curve_png(values, xlabel: str, ylabel: str, title: str | None = None,
+              reference: float | None = None, reference_label: str | None = None) -> bytes:
+  """A PNG scatter of `values` against their index (seed 004's x0-per-iteration plot)."""
+  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(5, 3.2))
   ax.scatter(np.arange(len(values)), values, s=6)
   if reference is not None:
@@ -77,5 +94,9 @@ def save_curve(path, values, xlabel: str, ylabel: str, title: str | None = None,
   if title:
     ax.set_title(title, fontsize=9)
   fig.tight_layout()
-  atomic_write_with(path, lambda f: fig.savefig(f, format="png", dpi=100))
-  plt.close(fig)
+  return _png(fig)
+
+
+def save_curve(path, *args, **kwargs):
+  """Writes `curve_png(*args, **kwargs)` to `path` atomically."""
+  return atomic_write_bytes(path, curve_png(*args, **kwargs))

@@ -29,6 +29,9 @@ import optax
 from jinvert import objectives, parameterizations, transforms
 
 
+NATURAL_STEPS = 500
+
+
 class Preset(NamedTuple):
   """Everything `invert` needs besides the model, the targets and the key."""
   objective: objectives.Objective
@@ -53,7 +56,7 @@ def vae_decode_fn(module, params, image_shape=(28, 28)):
   return decode
 
 
-def natural(vae_module, vae_params, steps: int = 500, learning_rate: float = 0.05) -> Preset:
+def natural(vae_module, vae_params, steps: int = NATURAL_STEPS, learning_rate: float = 0.05) -> Preset:
   """A learned prior: Adam on the target log-probability in a VAE's latent space, robust to
   2-pixel jitter and blur."""
   return Preset(objectives.class_log_prob(), optax.adam(learning_rate),

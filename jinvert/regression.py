@@ -20,6 +20,7 @@ from jinvert.errors import JinvertError
 from jinvert.invert import invert
 
 ACTIVATIONS = ("none", "sigmoid")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def linear_weights(params):
@@ -43,8 +44,11 @@ def reconstruct(params, y0: float, activation: str = "none", learning_rate: floa
   """
   if activation not in ACTIVATIONS:
     raise JinvertError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-  if not math.isfinite(y0):
-    raise JinvertError(f"target {y0} is not a finite number")
+  for name, value in (("target", y0), ("learning rate", learning_rate), ("start", start)):
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+      raise JinvertError(f"{name} {value:g} is not a finite float32 number")
+  if not learning_rate > 0:
+    raise JinvertError(f"learning rate must be above 0, got {learning_rate:g}")
   w, b = linear_weights(params)
   unreachable = {"x0": None, "closed_form_x0": None, "iterations": 0, "reachable": False,
                  "y_at_x0": None, "relative_difference": None, "x_history": []}
@@ -58,6 +62,8 @@ def reconstruct(params, y0: float, activation: str = "none", learning_rate: floa
   if w == 0.0:
     return dict(unreachable, reason=f"the weight is 0: the output is always {b:g}")
   closed = (target - b) / w
+  if not abs(closed) <= FLOAT32_MAX:
+    return dict(unreachable, reason=f"x0 = {closed:.3g} is beyond float32's range")
 
   def pre_activation(p, x):
     return x @ p["params"]["out"]["kernel"] + p["params"]["out"]["bias"]
@@ -67,8 +73,12 @@ def reconstruct(params, y0: float, activation: str = "none", learning_rate: floa
                   optimizer=optax.sgd(learning_rate),
                   parameterization=parameterizations.start_at(start), record_inputs=True)
   x0 = float(result.inputs[0, 0, 0])
+  if not math.isfinite(x0):
+    raise JinvertError(f"gradient descent diverged (x0 became {x0} within {steps} iterations "
+                       f"at learning rate {learning_rate:g}, from start {start:g}); lower the "
+                       f"learning rate (below {1 / w ** 2:.3g} converges here)")
   z = w * x0 + b
-  y_at = 1.0 / (1.0 + math.exp(-z)) if activation == "sigmoid" else z
+  y_at = 0.5 * (1.0 + math.tanh(z / 2)) if activation == "sigmoid" else z
   history = np.asarray(result.input_history[:, 0, 0, 0]).tolist() + [x0]
   return {"x0": x0, "closed_form_x0": closed, "iterations": steps, "reachable": True,
           "y_at_x0": y_at, "relative_difference": abs(x0 - closed) / max(abs(closed), 1e-12),

@@ -63,7 +63,7 @@ def test_bench_prints_table_and_json(capsys):
 
 def test_bench_bad_input(capsys):
   code, _, err = run_cli(capsys, "bench", "--steps", "0")
-  assert_one_line_error(code, err, "steps and repeats must be positive")
+  assert_one_line_error(code, err, "argument --steps: must be a whole number from 1")
   code, _, err = run_cli(capsys, "bench", "--restarts", "8", "--largest-up-to", "4")
   assert_one_line_error(code, err, "must be at least the headline R (8)")
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jinvert import checkpoint, models
-from jinvert.cli import main, parse_targets
+from jinvert.arguments import parse_targets
+from jinvert.cli import main
 from jinvert.errors import JinvertError
 from test_cli import assert_one_line_error, run_cli
 
@@ -76,7 +77,7 @@ def test_invert_output_objective_from_target_file(ckpts, tmp_path, capsys):
 @pytest.mark.parametrize("extra,fragments", [
     (["--targets", "0-10"], ["target 10 is outside the model's 10 classes"]),
     (["--objective", "unit", "--layer", "conv9"], ["no layer 'conv9'", "hidden1, hidden1_pre, hidden2, hidden2_pre"]),
-    (["--steps", "0"], ["steps must be positive, got 0"]),
+    (["--steps", "0"], ["argument --steps: must be a whole number from 1 to 2,147,483,647, got 0"]),
     (["--targets", "x"], ["cannot read 'x'"]),
 ])
 def test_invert_bad_input_exits_2_and_writes_nothing(ckpts, tmp_path, capsys, extra, fragments):
@@ -100,7 +101,8 @@ def test_invert_bad_target_vector(ckpts, tmp_path, capsys, vector, fragment):
 
 def test_invert_rejects_wrong_checkpoints(ckpts, tmp_path, capsys):
   code, _, err = run_cli(capsys, "invert", str(ckpts["linear"]), "--out", str(tmp_path / "x.npz"))
-  assert_one_line_error(code, err, "takes a classifier checkpoint", "'linear'")
+  assert_one_line_error(code, err, "must be a classifier checkpoint", "'linear'",
+                        "use jinvert reconstruct")
   bad = tmp_path / "bad.msgpack"
   checkpoint.save_checkpoint(bad, models.get_model("r2rt-mlp").init_params(jax.random.key(0)),
                              {"model": "mnist-mlp"})
@@ -141,4 +143,4 @@ def test_generate_has_invert_layout_and_is_deterministic(ckpts, tmp_path, capsys
     assert np.isfinite(a["target_prob"]).all()
   code, _, err = run_cli(capsys, "generate", str(ckpts["mnist-cvae"]), "--targets", "9-10",
                          "--out", str(tmp_path / "c.npz"))
-  assert_one_line_error(code, err, "target 10 is outside the generator's 10 classes")
+  assert_one_line_error(code, err, "target 10 is outside the model's 10 classes")

@@ -92,7 +92,7 @@ def test_sigmoid_targets_inside_are_reached_and_outside_are_unreachable():
     assert out["reachable"] is False and out["x0"] is None and "outside" in out["reason"]
   flat = regression.reconstruct(_linear_params(0.0, 2.0), 1.0)
   assert flat["reachable"] is False and "weight is 0" in flat["reason"]
-  with pytest.raises(JinvertError, match="not a finite number"):
+  with pytest.raises(JinvertError, match="target nan is not a finite float32 number"):
     regression.reconstruct(params, float("nan"))
 
 

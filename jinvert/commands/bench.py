@@ -1,0 +1,42 @@
+"""`jinvert bench`: the inversion engine against the machine's limits and other ways."""
+
+from jinvert import arguments
+from jinvert.errors import JinvertError
+
+
+def add(commands):
+  p = commands.add_parser(
+      "bench", help="benchmark the inversion engine on this machine's CPU or GPU",
+      description="Times the inversion workload (mnist-mlp, class logit, box constraint, 10 targets x "
+                  "R restarts x S steps) at several R, against the float32 matmul peak measured in "
+                  "the same run, a seed-style Python loop and PyTorch (eager and torch.compile, if "
+                  "installed). Tables go to stdout; the last line is JSON: backend, device_kind, "
+                  "restarts, steps, image_steps_per_s, gflops, matmul_peak_gflops, peak_fraction, "
+                  "compile_seconds, ratios {seed_loop, torch_eager, torch_compile}.")
+  p.add_argument("--restarts", type=arguments.count,
+                 help="headline R (default 256 on cpu, 4096 on gpu)")
+  p.add_argument("--steps", type=arguments.count, default=200, help="S (default 200)")
+  p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+  p.add_argument("--precision", choices=("highest", "tf32", "bf16"), default="highest",
+                 help="matmul precision (default highest: full float32)")
+  p.add_argument("--sizes", help="restart counts for the size table, e.g. 1,32,256,1024")
+  p.add_argument("--repeats", type=arguments.count, default=3,
+                 help="timed repeats (median, min-max)")
+  p.add_argument("--no-references", action="store_true", help="skip the seed loop and PyTorch")
+  p.add_argument("--largest-up-to", type=arguments.count, metavar="R_MAX",
+                 help="also find the largest R (doubling from --restarts, at most R_MAX) whose "
+                      "S-step inversion fits in device memory, running each size once")
+  p.set_defaults(run=run)
+
+
+def run(args):
+  from jinvert import benchmark
+  sizes = None
+  if args.sizes:
+    sizes = arguments.parse_targets(args.sizes, flag="--sizes")
+    if 0 in sizes:
+      raise JinvertError("--sizes: every size must be at least 1 restart")
+  summary = benchmark.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
+                                    args.repeats, not args.no_references, args.largest_up_to)
+  summary.pop("sizes")
+  return summary
