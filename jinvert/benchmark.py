@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jinvert import invert, models, objectives, parameterizations
+from jinvert import invert, memory, models, objectives, parameterizations
+from jinvert.errors import JinvertError
 from jinvert.timing import compile_timed, time_calls, time_compiled
 
 PRECISIONS = {"highest": "highest", "tf32": "tensorfloat32", "bf16": "bfloat16"}
@@ -191,31 +192,24 @@ def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = Fals
   fn, targets, keys = workload(params, restarts, steps, shard)
   args = (params, targets, keys)
   compiled, compile_seconds = compile_timed(fn, args)
+  memory.require(memory.compiled_bytes(compiled), memory.available_bytes(),
+                 f"R={restarts}", "use a smaller --restarts or --sizes")
   result, times = time_calls(compiled, args, repeats, warmup=True)
   median = statistics.median(times)
   image_steps = 10 * restarts * steps
-  memory = memory_stats(next(iter(result.inputs.devices()))).get("peak_bytes_in_use")
+  peak = memory_stats(next(iter(result.inputs.devices()))).get("peak_bytes_in_use")
   return {"restarts": restarts, "steps": steps, "compile_seconds": compile_seconds,
           "seconds_median": median, "seconds_min": min(times), "seconds_max": max(times),
           "image_steps_per_s": image_steps / median,
           "gflops": image_steps * flops_per_image_step(params) / median / 1e9,
-          "peak_bytes": memory}, result, lambda: time_calls(compiled, args)[1][0]
-
-
-def compiled_bytes(compiled) -> int | None:
-  """Device bytes a compiled call needs (arguments, outputs and temporaries), if XLA says."""
-  stats = compiled.memory_analysis()
-  if stats is None:
-    return None
-  return (stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
-          - stats.alias_size_in_bytes)
+          "peak_bytes": peak}, result, lambda: time_calls(compiled, args)[1][0]
 
 
 def largest_restarts(params, steps: int, start: int, stop: int, device, log=None) -> dict | None:
   """The largest R, doubling from `start` up to `stop`, whose inversion of S = `steps` runs.
 
   Each size is compiled for `device` (which must be the default device), skipped when XLA's
-  memory estimate exceeds the device's memory limit (where the backend reports one), and
+  memory estimate exceeds the memory free (`jinvert.memory.available_bytes`), and
   otherwise run once; the first size that does not fit (or fails with out-of-memory) ends the
   search.
 
@@ -224,16 +218,16 @@ def largest_restarts(params, steps: int, start: int, stop: int, device, log=None
     size that ran, or None when even `start` did not.
   """
   log = log or _log
-  limit = memory_stats(device).get("bytes_limit")
+  limit = memory.available_bytes(device)
   best, r = None, start
   while r <= stop:
     fn, targets, keys = workload(params, r, steps)
     args = (params, targets, keys)
     try:
       compiled, _ = compile_timed(fn, args)
-      need = compiled_bytes(compiled)
+      need = memory.compiled_bytes(compiled)
       if limit and need and need > limit:
-        log(f"R={r}: needs {need:,} bytes, over the device's {limit:,}")
+        log(f"R={r}: needs {need:,} bytes, over the {limit:,} free")
         break
       _, (seconds,) = time_calls(compiled, args)
     except Exception as e:  # XLA reports out-of-memory as a runtime error
@@ -268,8 +262,6 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
     largest_up_to: also find the largest R (doubling from the headline R, at most this) whose
       S-step inversion fits in device memory; None skips the search.
   """
-  from jinvert.errors import JinvertError
-
   if precision not in PRECISIONS:
     raise JinvertError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
   if steps <= 0 or repeats <= 0:
@@ -283,6 +275,9 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
     raise JinvertError(f"--largest-up-to ({largest_up_to}) must be at least the headline R "
                        f"({restarts}): the search doubles R from there")
   sizes = sorted(set(sizes or ([1, 32, 256, 1024] + ([4096] if device == "gpu" else []))) | {restarts})
+  memory.require(invert.result_bytes(10, restarts, steps, (28, 28), 10, record_every=0),
+                 memory.host_available_bytes(), f"R={restarts} (the headline)",
+                 "use a smaller --restarts")
   params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
   flops = flops_per_image_step(params)
   with jax.default_device(target_device), jax.default_matmul_precision(PRECISIONS[precision]):
@@ -298,8 +293,11 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
     for r in sizes:
       try:
         row, result, one_pass = run_size(params, r, steps, repeats)
-      except Exception as e:  # out of memory at the largest sizes: report and stop growing
-        log(f"R={r}: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
+      except Exception as e:  # out of memory: above the headline, stop growing; else refuse
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        if r <= restarts:
+          raise JinvertError(f"R={r} cannot run ({reason})") from None
+        log(f"R={r}: {reason}")
         break
       row["peak_fraction"] = row["gflops"] / peak
       rows.append(row)
@@ -308,8 +306,6 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
             f"{row['gflops']:,.1f} | {100 * row['peak_fraction']:.1f}% | {row['peak_bytes'] or '-'} |")
       if r == restarts:
         headline, headline_result, headline_pass = row, result, one_pass
-    if headline is None:
-      raise JinvertError(f"R={restarts} did not run (see the log)")
 
     ratios = {"seed_loop": None, "class_loop": None, "torch_eager": None, "torch_compile": None}
     if references:

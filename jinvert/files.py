@@ -208,13 +208,17 @@ def check_output_path(text, flag: str) -> Path:
   Raises:
     JinvertError: naming `flag` and what is wrong with the path.
   """
-  if text is None or str(text) == "":
-    raise JinvertError(f"{flag}: the path is empty")
+  if text is None or not str(text).strip():
+    raise JinvertError(f"{flag}: the path is empty or blank")
   if "\0" in str(text):
     raise JinvertError(f"{flag}: the path contains a NUL byte")
   path = Path(os.path.abspath(os.fspath(text)))
   if path.name in ("", ".", ".."):
     raise JinvertError(f"{flag} {text}: names a folder, not a file")
+  for part in path.parts:  # before any stat: the kernel refuses names over NAME_MAX outright
+    if len(os.fsencode(part)) > 255:
+      raise JinvertError(f"{flag}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes, "
+                         "over this file system's 255")
   try:
     mode = path.stat().st_mode if path.exists() else None
     if mode is not None and stat.S_ISDIR(mode):

@@ -90,5 +90,5 @@ def gigabytes(n: int) -> str:
 def require(needed: int | None, available: int | None, what: str, hint: str):
   """Raises a JinvertError when `needed` bytes exceed `available` (either may be unknown)."""
   if needed is not None and available is not None and needed > available:
-    raise JinvertError(f"{what} needs about {gigabytes(needed)}, more than the "
+    raise JinvertError(f"{what} would take about {gigabytes(needed)}, more than the "
                        f"{gigabytes(max(available, 0))} available; {hint}")

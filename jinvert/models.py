@@ -125,7 +125,7 @@ class ModelSpec:
   n_classes: int = 10
 
   def module(self, init: str | None = None) -> nn.Module:
-    init = init or self.inits[0]
+    init = self.inits[0] if init is None else init
     if init not in self.inits:
       raise JinvertError(f"model {self.name!r} has no init {init!r}; choose one of: "
                          f"{', '.join(self.inits)}")

@@ -7,7 +7,7 @@ import textwrap
 import jax
 import pytest
 
-from jinvert import benchmark, models
+from jinvert import benchmark, memory, models
 from jinvert.errors import JinvertError
 from test_cli import assert_one_line_error, run_cli
 from conftest import REPO
@@ -83,13 +83,13 @@ def test_largest_restarts_stops_at_the_memory_limit():
   needs = {}
   for r in (2, 4, 8):
     fn, targets, keys = benchmark.workload(params, r, 2)
-    needs[r] = benchmark.compiled_bytes(fn.lower(params, targets, keys).compile())
+    needs[r] = memory.compiled_bytes(fn.lower(params, targets, keys).compile())
   assert needs[2] < needs[4] < needs[8]
   limit = (needs[4] + needs[8]) // 2
   logged = []
   found = benchmark.largest_restarts(params, 2, 2, 64, _DeviceWithLimit(limit), logged.append)
   assert found["restarts"] == 4 and found["compiled_bytes"] == needs[4]
-  assert "R=8: needs" in logged[-1]
+  assert "R=8: needs" in logged[-1] and "free" in logged[-1]
   unbounded = benchmark.largest_restarts(params, 2, 2, 8, jax.devices("cpu")[0], logged.append)
   assert unbounded["restarts"] == 8
   assert benchmark.largest_restarts(params, 2, 2, 8, _DeviceWithLimit(1), logged.append) is None

@@ -8,7 +8,9 @@ from jinvert import objectives as ob
 from jinvert import parameterizations as pz
 from jinvert import transforms
 from jinvert.errors import JinvertError
-from jinvert.invert import invert, make_inversion, lane_keys
+from jinvert import memory
+from jinvert.invert import (invert, lane_keys, make_inversion, plan_restarts, result_bytes,
+                            timed_invert)
 from jinvert.objectives import Context
 
 SHAPE = (5, 5)
@@ -227,3 +229,40 @@ def test_unit_maximiser_matches_closed_form_in_the_box():
   clear = jnp.abs(w) > 0.01  # pixels whose weight moves them at least 0.01 a step
   assert float(clear.mean()) > 0.9
   np.testing.assert_array_equal(result.inputs[:, 0][clear], (w > 0)[clear].astype(jnp.float32))
+
+
+def test_chunked_restarts_equal_one_call():
+  """Over the memory limit, the restarts run in chunks: same images, same histories."""
+  apply_fn, params = tiny_model(jax.random.key(0))
+  kw = dict(key=jax.random.key(4), input_shape=SHAPE, restarts=7, steps=12,
+            optimizer=optax.adam(0.05), parameterization=pz.pixels())
+  whole, timing = timed_invert(apply_fn, params, ob.class_log_prob(), jnp.arange(4), **kw)
+  assert timing["chunks"] == 1
+  run = jax.jit(make_inversion(apply_fn, ob.class_log_prob(), optax.adam(0.05), pz.pixels(), 12,
+                               SHAPE))
+  need = {r: memory.compiled_bytes(plan_restarts(run, params, jnp.arange(4), r)[0])
+          for r in (3, 7)}
+  chunked, timing = timed_invert(apply_fn, params, ob.class_log_prob(), jnp.arange(4),
+                                 device_bytes=need[3], **kw)
+  assert timing["chunks"] == 3  # 7 restarts as 3 + 3 + 1 (padded)
+  for field in ("inputs", "loss_history", "target_prob", "outputs"):
+    np.testing.assert_array_equal(getattr(chunked, field), getattr(whole, field), err_msg=field)
+  assert chunked.inputs.shape == whole.inputs.shape == (4, 7) + SHAPE
+
+
+def test_refuses_what_cannot_fit_even_in_one_restart():
+  apply_fn, params = tiny_model(jax.random.key(0))
+  with pytest.raises(JinvertError, match="would take about .* more than the"):
+    _run(apply_fn, params, ob.class_logit(), jnp.arange(4), restarts=2, device_bytes=100)
+  with pytest.raises(JinvertError, match="the results of 4 targets x 1,000,000,000 restarts"):
+    _run(apply_fn, params, ob.class_logit(), jnp.arange(4), restarts=10 ** 9)
+
+
+@pytest.mark.parametrize("record_every,record_inputs", [(1, False), (4, True), (0, False)])
+def test_result_bytes_match_the_traced_shapes(record_every, record_inputs):
+  apply_fn, params = tiny_model(jax.random.key(0))
+  run = make_inversion(apply_fn, ob.class_logit(), optax.sgd(0.1), pz.pixels(), 8, SHAPE,
+                       record_every=record_every, record_inputs=record_inputs)
+  shapes = jax.eval_shape(run, params, jnp.arange(3), jax.ShapeDtypeStruct((3, 5), jax.random.key(0).dtype))
+  assert result_bytes(3, 5, 8, SHAPE, 4, record_every, record_inputs) == \
+      memory.tree_bytes(shapes) + 8 * 15

@@ -32,7 +32,7 @@ def add(commands):
 def run(args):
   from jinvert import benchmark
   sizes = None
-  if args.sizes:
+  if args.sizes is not None:
     sizes = arguments.parse_targets(args.sizes, flag="--sizes")
     if 0 in sizes:
       raise JinvertError("--sizes: every size must be at least 1 restart")

@@ -34,7 +34,7 @@ def run(args):
   spec = models.get_model("mnist-cvae")
   module = spec.module()
   targets = jnp.asarray(arguments.parse_targets(args.targets, spec.n_classes), jnp.int32)
-  if args.classifier:
+  if args.classifier is not None:
     c_params, c_meta = checkpoint.load_checkpoint(args.classifier)
     c_spec = models.require_task(c_meta["model"], "classifier", f"--classifier {args.classifier}")
     c_apply = c_spec.module(c_meta.get("init")).apply
@@ -44,11 +44,11 @@ def run(args):
                  "use fewer --samples or --targets")
   outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT"), (args.classifier, "--classifier")])
   out = outputs.add(args.out, "--out")
-  png = outputs.add(args.png, "--png") if args.png else None
+  png = outputs.add(args.png, "--png") if args.png is not None else None
 
   def sample_and_score(key):
     images = generate.sample(module, params, targets, args.samples, key)
-    if not args.classifier:
+    if args.classifier is None:
       nan = jnp.full(images.shape[:2], jnp.nan)
       return images, jnp.full(images.shape[:2] + (spec.n_classes,), jnp.nan), nan
     logits = c_apply(c_params, images.reshape((-1,) + spec.input_shape)).reshape(

@@ -87,6 +87,11 @@ def natural_prior(dataset: str, params=None, data_dir=None):
   return models.get_model("vae").module(), params
 
 
+def _given(value, default):
+  """An option's value, or `default` when it was left out (an empty string is a value)."""
+  return default if value is None else value
+
+
 def _targets(args, spec, apply_fn, params):
   """(objective or None for the preset's class objective, targets) from the arguments."""
   import jax
@@ -96,20 +101,20 @@ def _targets(args, spec, apply_fn, params):
   from jinvert import files, objectives
 
   if args.objective == "class":
-    return None, arguments.parse_targets(args.targets or "0-9", spec.n_classes)
+    return None, arguments.parse_targets(_given(args.targets, "0-9"), spec.n_classes)
   if args.objective == "unit":
-    layer = args.layer or spec.layers[0]
+    layer = _given(args.layer, spec.layers[0])
     _, acts = jax.eval_shape(apply_fn, params, jnp.zeros((1,) + spec.input_shape))
     if layer not in acts:
       raise JinvertError(f"the model has no layer {layer!r}; valid layer names: "
                          f"{', '.join(sorted(acts))}")
     units = acts[layer].shape[-1]
-    text = args.targets or f"0-{units - 1}"
+    text = _given(args.targets, f"0-{units - 1}")
     return objectives.unit(layer), arguments.parse_targets(text, units, f"units of {layer!r}")
-  if args.target_file:
+  if args.target_file is not None:
     targets = files.read_npy(args.target_file, "--target-file")
     return -objectives.cross_entropy_to(), targets[None] if targets.ndim == 1 else targets
-  classes = arguments.parse_targets(args.targets or "0-9", spec.n_classes)
+  classes = arguments.parse_targets(_given(args.targets, "0-9"), spec.n_classes)
   return -objectives.cross_entropy_to(), np.eye(spec.n_classes, dtype=np.float32)[classes]
 
 
@@ -145,7 +150,7 @@ def run(args):
   outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT"), (args.prior, "--prior"),
                             (args.target_file, "--target-file")])
   out = outputs.add(args.out, "--out")
-  png = outputs.add(args.png, "--png") if args.png else None
+  png = outputs.add(args.png, "--png") if args.png is not None else None
 
   # everything is checked: the work starts (the natural preset may train its prior first)
   preset = (presets.raw() if args.preset == "raw"

@@ -32,7 +32,7 @@ def run(args):
   memory.require(invert.result_bytes(1, 1, args.steps, (1,), 1, 1, record_inputs=True),
                  memory.host_available_bytes(), f"{args.steps:,} steps", "use fewer --steps")
   outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT")])
-  png = outputs.add(args.png, "--png") if args.png else None
+  png = outputs.add(args.png, "--png") if args.png is not None else None
   result = regression.reconstruct(params, args.target, args.activation, args.lr, args.steps,
                                   args.start)
   history = result.pop("x_history")

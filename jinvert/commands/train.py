@@ -35,7 +35,8 @@ def run(args):
   spec.module(args.init)  # an unknown init is named before any work
   dataset = args.dataset or spec.dataset or "seed004-linear"
   outputs = Outputs()
-  out = outputs.add(args.out or f"checkpoints/{spec.name}-{dataset}-s{args.seed}.msgpack", "--out")
+  default = f"checkpoints/{spec.name}-{dataset}-s{args.seed}.msgpack"
+  out = outputs.add(default if args.out is None else args.out, "--out")
   params, metadata = train.fit(spec.name, args.dataset, args.seed, args.epochs, args.init,
                                args.data_dir)
   checkpoint.check_finite(params, f"training {spec.name} diverged")
