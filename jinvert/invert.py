@@ -231,7 +231,7 @@ def result_bytes(n_targets: int, restarts: int, steps: int, input_shape, n_outpu
 
 
 def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_bytes=None,
-                  sharding=None):
+                  sharding=None, max_chunk: int | None = None):
   """Compiles `run` for R = `restarts`, or for the largest chunk of restarts that fits.
 
   The results must fit in host memory (checked from their shapes before anything is compiled
@@ -244,6 +244,7 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
     restarts: R.
     device_bytes, host_bytes: memory free (default: `jinvert.memory`'s reading).
     sharding: the keys' sharding (`restart_sharding`), if any.
+    max_chunk: at most this many restarts per call (for progress, or a memory budget).
 
   Returns:
     (compiled call for chunks of C restarts, C).
@@ -257,7 +258,7 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
   results = jax.eval_shape(run, params, targets, _abstract_keys(n, restarts))
   memory.require(memory.tree_bytes(results) + 8 * n * restarts, host_bytes,
                  f"the results of {n} targets x {restarts:,} restarts", _HINT)
-  chunk = restarts
+  chunk = min(restarts, max_chunk or restarts)
   while True:
     compiled = run.lower(params, targets, _abstract_keys(n, chunk, sharding)).compile()
     need = memory.compiled_bytes(compiled)
@@ -268,6 +269,39 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
                      _HINT)
     # restarts cost memory in proportion (plus a fixed part the next check catches)
     chunk = max(1, min(chunk - 1, int(device_bytes / (need / chunk))))
+
+
+def run_chunks(compiled, params, targets, keys, chunk: int, on_chunk=None):
+  """Runs a compiled inversion over the (T, R) lane keys, `chunk` restarts per call.
+
+  Every lane depends only on its own key, so the result equals one call over all R.
+
+  Args:
+    compiled: the executable `plan_restarts` returned for chunks of `chunk` restarts.
+    params, targets, keys: its arguments, keys for all R restarts.
+    chunk: restarts per call.
+    on_chunk: called with the number of restarts done after each call (for progress).
+
+  Returns:
+    (InversionResult over all R restarts, seconds spent in the calls, number of calls).
+  """
+  restarts = keys.shape[1]
+  if chunk == restarts:
+    result, (seconds,) = time_calls(compiled, (params, targets, keys))
+    if on_chunk:
+      on_chunk(restarts)
+    return result, seconds, 1
+  pieces, seconds = [], 0.0
+  for start in range(0, restarts, chunk):
+    part = keys[:, start:start + chunk]
+    if part.shape[1] < chunk:  # pad the last chunk: one executable serves every chunk
+      part = jnp.concatenate([part, jnp.repeat(part[:, -1:], chunk - part.shape[1], 1)], 1)
+    result, (s,) = time_calls(compiled, (params, targets, part))
+    pieces.append(jax.device_get(result))
+    seconds += s
+    if on_chunk:
+      on_chunk(min(chunk, restarts - start))
+  return _gather(pieces, restarts), seconds, len(pieces)
 
 
 def _gather(pieces, restarts: int) -> InversionResult:
@@ -306,19 +340,8 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
   keys = lane_keys(key, len(targets), restarts)
   if shard:
     keys = jax.device_put(keys, sharding)
-  if chunk == restarts:
-    result, (seconds,) = time_calls(compiled, (params, targets, keys))
-    return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": 1}
-  pieces, seconds = [], 0.0
-  for start in range(0, restarts, chunk):
-    part = keys[:, start:start + chunk]
-    if part.shape[1] < chunk:  # pad the last chunk: one executable serves every chunk
-      part = jnp.concatenate([part, jnp.repeat(part[:, -1:], chunk - part.shape[1], 1)], 1)
-    result, (s,) = time_calls(compiled, (params, targets, part))
-    pieces.append(jax.device_get(result))
-    seconds += s
-  return _gather(pieces, restarts), {"compile_seconds": compile_seconds, "seconds": seconds,
-                                     "chunks": len(pieces)}
+  result, seconds, chunks = run_chunks(compiled, params, targets, keys, chunk)
+  return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": chunks}
 
 
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,

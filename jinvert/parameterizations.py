@@ -49,11 +49,13 @@ def start_at(value) -> Parameterization:
                           "start_at")
 
 
-def sigmoid(scale: float = 1.0) -> Parameterization:
-  """x = sigmoid(latent): the box [0, 1] by reparameterisation; latent starts N(0, scale^2)."""
+def sigmoid(scale: float = 1.0, mean: float = 0.0) -> Parameterization:
+  """x = sigmoid(latent): the box [0, 1] by reparameterisation; latent starts N(mean, scale^2)
+  (a negative mean starts from dark images)."""
   def init(key, shape):
-    return scale * jax.random.normal(key, shape)
-  return Parameterization(init, jax.nn.sigmoid, _identity, "sigmoid")
+    return mean + scale * jax.random.normal(key, shape)
+  return Parameterization(init, jax.nn.sigmoid, _identity,
+                          "sigmoid" if mean == 0 else f"sigmoid(mean={mean:g})")
 
 
 def _check_center(center, radius):

@@ -30,6 +30,7 @@ from jinvert import objectives, parameterizations, transforms
 
 
 NATURAL_STEPS = 500
+DATA_FREE_STEPS = 200
 
 
 class Preset(NamedTuple):
@@ -62,4 +63,13 @@ def natural(vae_module, vae_params, steps: int = NATURAL_STEPS, learning_rate: f
   return Preset(objectives.class_log_prob(), optax.adam(learning_rate),
                 parameterizations.decoder(vae_decode_fn(vae_module, vae_params),
                                           vae_module.latent_dim), steps,
+                transforms.compose([transforms.jitter(2), transforms.blur(1.0)]))
+
+
+def data_free(steps: int = DATA_FREE_STEPS, learning_rate: float = 0.1) -> Preset:
+  """Nothing but the model: Adam on the target log-probability from dark images, with a total
+  variation and an L1 penalty, robust to 2-pixel jitter and blur (see the module docstring)."""
+  return Preset(objectives.class_log_prob() - 0.3 * objectives.total_variation()
+                - 0.3 * objectives.l1(),
+                optax.adam(learning_rate), parameterizations.sigmoid(scale=0.5, mean=-2.0), steps,
                 transforms.compose([transforms.jitter(2), transforms.blur(1.0)]))

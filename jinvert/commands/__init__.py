@@ -6,6 +6,6 @@ every output (`jinvert.files.Outputs`), and only then work; the outputs are writ
 the end. Heavy imports wait inside `run`, so `--help` stays fast.
 """
 
-from jinvert.commands import bench, generate, invert, reconstruct, train
+from jinvert.commands import bench, distill, generate, invert, reconstruct, train
 
-COMMANDS = (train, invert, reconstruct, generate, bench)
+COMMANDS = (train, invert, reconstruct, generate, distill, bench)

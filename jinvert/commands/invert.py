@@ -5,7 +5,7 @@ from pathlib import Path
 from jinvert import arguments
 from jinvert.errors import JinvertError
 
-PRESETS = ("raw", "natural")
+PRESETS = ("raw", "natural", "data-free")
 DATASETS = ("mnist", "fashion-mnist")
 
 
@@ -32,10 +32,11 @@ def add(commands):
   p.add_argument("--restarts", type=arguments.count, default=8,
                  help="independent starts per target (default 8)")
   p.add_argument("--steps", type=arguments.count,
-                 help="optimiser steps (default: the preset's, raw 50, natural 500)")
+                 help="optimiser steps (default: the preset's, raw 50, natural 500, data-free 200)")
   p.add_argument("--preset", choices=PRESETS, default="natural",
                  help="raw: seed 003's normalised gradient ascent on pixels; natural: optimise a "
-                      "VAE's latent (default)")
+                      "VAE's latent (default; the VAE learned from the data); data-free: the model "
+                      "alone, dark smooth sparse images robust to jitter and blur")
   p.add_argument("--prior", help="an existing VAE checkpoint for --preset natural (default: the "
                                  "cache's, trained on first use, about 30 s)")
   p.add_argument("--dataset", choices=DATASETS,
@@ -133,7 +134,8 @@ def run(args):
                               "generator": "use jinvert generate"})
   apply_fn = models.apply_with_activations(spec.module(meta.get("init")))
   objective, targets = _targets(args, spec, apply_fn, params)
-  steps = args.steps or (presets.raw().steps if args.preset == "raw" else presets.NATURAL_STEPS)
+  steps = args.steps or {"raw": presets.raw().steps, "natural": presets.NATURAL_STEPS,
+                         "data-free": presets.DATA_FREE_STEPS}[args.preset]
   targets = invert.validate(apply_fn, params, objective or objectives.class_logit(), targets,
                             spec.input_shape, steps, args.restarts)
   memory.require(invert.result_bytes(len(targets), args.restarts, steps, spec.input_shape,
@@ -153,8 +155,9 @@ def run(args):
   png = outputs.add(args.png, "--png") if args.png is not None else None
 
   # everything is checked: the work starts (the natural preset may train its prior first)
-  preset = (presets.raw() if args.preset == "raw"
-            else presets.natural(*natural_prior(dataset, prior, args.data_dir)))
+  preset = {"raw": presets.raw, "data-free": presets.data_free,
+            "natural": lambda: presets.natural(*natural_prior(dataset, prior, args.data_dir))}[
+                args.preset]()
   objective = objective or preset.objective
   result, timing = invert.timed_invert(
       apply_fn, params, objective, targets, key=jax.random.key(args.seed),

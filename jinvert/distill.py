@@ -1,0 +1,244 @@
+"""Data-free knowledge distillation: how much of a model's knowledge its inversions carry.
+
+A balanced transfer set is synthesised from the teacher alone (`synthesize`, with a preset:
+`data_free` by default), a fresh student learns to match the teacher's outputs on it
+(`train_student`), and the student is scored on the real test set: the one place real data is
+used. Every image the student sees is labelled by the teacher at that moment, after the
+augmentation, so the labels are always the teacher's outputs on exactly what the student sees.
+
+What made the student learn (measured in `experiments/data_free_distillation.py`, mnist-mlp
+teacher, 784-256-256-10 student): the student must query the teacher many times around the
+synthesised images, not only at them. Each batch mixes pairs of images (mixup, weight up to
+0.5) and adds Gaussian noise of standard deviation 0.3; trained 18,000 steps of 100, the student
+sees 1.8 million distinct queries. On 6,000 data-free images that took the student from 60% (30
+epochs, no noise) to 97%: a student fitted only to the images themselves never learns the
+teacher's response to the directions in which real digits differ from them. The same training
+on uniform noise reaches 43%, and on the `raw` preset's images 55%: what the images are still
+matters. Adaptive rounds (`rounds` > 1: later rounds add images that maximise the teacher's
+disagreement with the current student, DeepInversion's competition) did not help here.
+"""
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from jinvert import invert, memory, presets, train
+from jinvert.errors import JinvertError
+from jinvert.objectives import Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentRecipe:
+  """How the student learns from the teacher.
+
+  Attributes:
+    steps: optimiser steps.
+    batch_size: images per step.
+    learning_rate: Adam's.
+    temperature: of the softened distributions matched (Hinton et al.'s T).
+    mixup: each image is mixed with another of its batch, with weight U(0, mixup).
+    noise: standard deviation of the Gaussian noise added to every image.
+  """
+  steps: int = 36_000
+  batch_size: int = 100
+  learning_rate: float = 1e-3
+  temperature: float = 4.0
+  mixup: float = 0.5
+  noise: float = 0.3
+
+
+def teacher_logits(apply_fn: Callable) -> Callable:
+  """`fn(params, x) -> logits` of a model function that may also return activations."""
+  def fn(params, x):
+    out = apply_fn(params, x)
+    return out[0] if isinstance(out, tuple) else out
+  return fn
+
+
+def kd_loss(student_logits, teacher_logits, temperature: float):
+  """T^2 KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
+  t = jax.nn.log_softmax(teacher_logits / temperature)
+  s = jax.nn.log_softmax(student_logits / temperature)
+  return temperature ** 2 * jnp.mean(jnp.sum(jnp.exp(t) * (t - s), axis=-1))
+
+
+def augment(key, x, mixup: float, noise: float):
+  """Mixes each image of the batch `x` with another (weight U(0, mixup)) and adds noise."""
+  k_weight, k_partner, k_noise = jax.random.split(key, 3)
+  weight = jax.random.uniform(k_weight, (len(x),) + (1,) * (x.ndim - 1), maxval=mixup)
+  x = (1 - weight) * x + weight * x[jax.random.permutation(k_partner, len(x))]
+  return x + noise * jax.random.normal(k_noise, x.shape)
+
+
+def distill_steps(state, images, teacher_fn, teacher_params, indices, key,
+                  recipe: StudentRecipe):
+  """Runs one student step per row of `indices` with `lax.scan`; returns (state, mean loss)."""
+  def step(state, idx):
+    x = augment(jax.random.fold_in(key, state.step), images[idx], recipe.mixup, recipe.noise)
+    target = teacher_fn(teacher_params, x)
+    loss, grads = jax.value_and_grad(
+        lambda p: kd_loss(state.apply_fn(p, x), target, recipe.temperature))(state.params)
+    return state.apply_gradients(grads=grads), loss
+
+  state, losses = jax.lax.scan(step, state, indices)
+  return state, jnp.mean(losses)
+
+
+def train_student(module, params, images, teacher_fn, teacher_params, key,
+                  recipe: StudentRecipe = StudentRecipe(), on_steps=None, chunk_steps: int = 600):
+  """Trains `params` of `module` to match the teacher on augmented transfer images.
+
+  Args:
+    module: the student's Flax module.
+    params: its initial variables.
+    images: the transfer set (N, ...).
+    teacher_fn: `fn(params, x) -> logits` (see `teacher_logits`).
+    teacher_params: the teacher's parameters.
+    key: decides the batches and the augmentation.
+    recipe: a StudentRecipe.
+    on_steps: called with the number of steps done after each compiled chunk (progress).
+    chunk_steps: steps per compiled call.
+
+  Returns:
+    The student's parameters.
+  """
+  images = jnp.asarray(images)
+  if recipe.batch_size > len(images):
+    raise JinvertError(f"batch size {recipe.batch_size} exceeds the {len(images)} transfer images")
+  # a copy: the compiled steps donate their state, and the caller keeps its own params
+  state = train_state.TrainState.create(apply_fn=module.apply, params=jax.tree.map(jnp.array, params),
+                                        tx=optax.adam(recipe.learning_rate))
+  order_key, noise_key = jax.random.split(key)
+  run = jax.jit(distill_steps, static_argnames=("teacher_fn", "recipe"), donate_argnums=0)
+  done = 0
+  while done < recipe.steps:
+    n = min(chunk_steps, recipe.steps - done)
+    indices = train.epoch_indices(jax.random.fold_in(order_key, done), len(images),
+                                  recipe.batch_size, n)
+    state, _ = run(state, images, teacher_fn, teacher_params, indices, noise_key, recipe)
+    done += n
+    if on_steps:
+      on_steps(n)
+  return state.params
+
+
+def disagreement(temperature: float = 4.0) -> Objective:
+  """KL(teacher || student) at temperature T, the student's logits read from the activation
+  `student`: where the student has not yet learned the teacher (`with_student`)."""
+  def fn(ctx):
+    t = jax.nn.log_softmax(ctx.outputs / temperature)
+    s = jax.nn.log_softmax(ctx.activations["student"] / temperature)
+    return jnp.sum(jnp.exp(t) * (t - s))
+  return Objective(fn, f"disagreement(T={temperature:g})")
+
+
+def with_student(teacher_apply: Callable, student_apply: Callable) -> Callable:
+  """A model function over params (teacher, student): the teacher's outputs, and the student's
+  logits as the activation `student` (for `disagreement`)."""
+  def fn(params, x):
+    out = teacher_apply(params[0], x)
+    outputs, acts = out if isinstance(out, tuple) else (out, {})
+    return outputs, dict(acts, student=student_apply(params[1], x))
+  return fn
+
+
+def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_images: int,
+               n_classes: int, input_shape, key, max_chunk: int | None = None, on_images=None):
+  """A class-balanced transfer set: `n_images / n_classes` inversions of every class.
+
+  Args:
+    apply_fn: the teacher's model function.
+    params: its parameters.
+    preset: the recipe (None: uniform noise, the baseline that uses no inversion at all).
+    n_images: a multiple of `n_classes`.
+    n_classes: the teacher's classes.
+    input_shape: one input's shape.
+    key: decides every image.
+    max_chunk: at most this many images per class in one compiled call; the result is the
+      same whatever the chunk (each image depends only on its own key).
+    on_images: called with the number of images done after each call (progress).
+
+  Returns:
+    (images (n_images, *input_shape), class-major: every class's images in turn; seconds).
+  """
+  if n_images <= 0 or n_images % n_classes:
+    raise JinvertError(f"the number of images must be a positive multiple of the {n_classes} "
+                       f"classes, got {n_images}")
+  per_class = n_images // n_classes
+  shape = (n_images,) + tuple(input_shape)
+  memory.require(4 * math.prod(shape), memory.host_available_bytes(),
+                 f"{n_images:,} transfer images", "use fewer images")
+  if preset is None:
+    if on_images:
+      on_images(n_images)
+    return np.asarray(jax.random.uniform(key, shape)), 0.0
+  run = jax.jit(invert.make_inversion(apply_fn, preset.objective, preset.optimizer,
+                                      preset.parameterization, preset.steps, tuple(input_shape),
+                                      preset.transform, record_every=0))
+  targets = jnp.arange(n_classes)
+  compiled, chunk = invert.plan_restarts(run, params, targets, per_class, max_chunk=max_chunk)
+  keys = invert.lane_keys(key, n_classes, per_class)
+  result, seconds, _ = invert.run_chunks(
+      compiled, params, targets, keys, chunk,
+      on_chunk=(lambda r: on_images(r * n_classes)) if on_images else None)
+  return np.asarray(result.inputs).reshape(shape), seconds
+
+
+def round_sizes(n_images: int, n_classes: int, rounds: int) -> list:
+  """Splits `n_images` into `rounds` parts, each a multiple of `n_classes`."""
+  per_class = n_images // n_classes
+  if not 1 <= rounds <= per_class:
+    raise JinvertError(f"rounds must be from 1 to {per_class} (the images per class), got {rounds}")
+  return [n_classes * (per_class // rounds + (r < per_class % rounds)) for r in range(rounds)]
+
+
+def distill(teacher_apply: Callable, teacher_params, student_module, student_params,
+            n_images: int, n_classes: int, input_shape, key, preset: presets.Preset | None,
+            rounds: int = 1, recipe: StudentRecipe = StudentRecipe(), on_images=None,
+            on_steps=None):
+  """The whole data-free distillation: synthesise, train, and (rounds > 1) synthesise again
+  where the student still disagrees with the teacher, retraining from the same start each round.
+
+  Args:
+    teacher_apply, teacher_params: the teacher's model function and parameters.
+    student_module, student_params: the student's Flax module and initial variables.
+    n_images: transfer images in all, a multiple of `n_classes`.
+    n_classes, input_shape: the teacher's.
+    key: decides everything; the same key gives the same student, bit for bit, on one backend.
+    preset: how images are synthesised (None: uniform noise).
+    rounds: 1, or more for adaptive rounds (`disagreement`).
+    recipe: how the student learns.
+    on_images, on_steps: progress callbacks (images synthesised, student steps done).
+
+  Returns:
+    (student params, the transfer images, {"synth_seconds", "train_seconds"}).
+  """
+  import time
+
+  sizes = round_sizes(n_images, n_classes, rounds)
+  logits = teacher_logits(teacher_apply)
+  pieces, params, seconds = [], None, {"synth_seconds": 0.0, "train_seconds": 0.0}
+  for r, size in enumerate(sizes):
+    synth_key, train_key = jax.random.split(jax.random.fold_in(key, r))
+    t0 = time.perf_counter()
+    if r == 0 or preset is None:
+      images, _ = synthesize(teacher_apply, teacher_params, preset, size, n_classes, input_shape,
+                             synth_key, on_images=on_images)
+    else:
+      competing = preset._replace(objective=preset.objective + disagreement(recipe.temperature))
+      images, _ = synthesize(with_student(teacher_apply, student_module.apply),
+                             (teacher_params, params), competing, size, n_classes, input_shape,
+                             synth_key, on_images=on_images)
+    pieces.append(images)
+    t1 = time.perf_counter()
+    params = train_student(student_module, student_params, np.concatenate(pieces), logits,
+                           teacher_params, train_key, recipe, on_steps)
+    seconds["synth_seconds"] += t1 - t0
+    seconds["train_seconds"] += time.perf_counter() - t1
+  return params, np.concatenate(pieces), seconds

@@ -1,0 +1,25 @@
+"""Progress bars on stderr for long work, with `rich` (a flax dependency).
+
+    with progress.bar("synthesising", total=60_000) as advance:
+      for chunk in chunks:
+        ...
+        advance(len(chunk))
+
+On a terminal the bar redraws in place; elsewhere (a log, a pipe) rich writes it once, finished.
+"""
+
+import contextlib
+
+
+@contextlib.contextmanager
+def bar(description: str, total: int, unit: str = ""):
+  """A progress bar for `total` units of work; yields `advance(n=1)`."""
+  from rich.console import Console
+  from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                             TimeElapsedColumn, TimeRemainingColumn)
+
+  columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+             TextColumn(unit), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+  with Progress(*columns, console=Console(stderr=True)) as shown:
+    task = shown.add_task(description, total=total)
+    yield lambda n=1: shown.advance(task, n)

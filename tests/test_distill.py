@@ -1,0 +1,166 @@
+"""Data-free distillation: no data before the end, determinism, chunking, gradients, bad input."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jinvert import checkpoint, distill, models, presets
+from jinvert.objectives import Context
+from conftest import write_tiny_dataset
+from contract import assert_refused, run, save
+
+SMALL = ["--images", "20", "--steps", "12"]
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch, isolated_env):
+  save(tmp_path / "teacher.msgpack", "mnist-mlp", dataset="mnist")
+  save(tmp_path / "linear.msgpack", "linear")
+  monkeypatch.chdir(tmp_path)
+  return tmp_path
+
+
+def test_distills_with_every_data_source_unreachable(work, capsys, monkeypatch):
+  """JINVERT_DATA empty, the cache empty, offline, no Debian folder: synthesis and training
+  run; the data is asked for only after the student is trained, and then found nowhere."""
+  (work / "empty").mkdir()
+  monkeypatch.setenv("JINVERT_DATA", str(work / "empty"))
+  calls = []
+  real_distill, real_load = distill.distill, __import__("jinvert.data").data.load_dataset
+
+  def recorded_distill(*args, **kwargs):
+    calls.append("distill started")
+    result = real_distill(*args, **kwargs)
+    calls.append("student trained")
+    return result
+
+  def recorded_load(*args, **kwargs):
+    calls.append("data asked for")
+    return real_load(*args, **kwargs)
+
+  monkeypatch.setattr(distill, "distill", recorded_distill)
+  monkeypatch.setattr("jinvert.data.load_dataset", recorded_load)
+  code, out, err = run(capsys, "distill", "teacher.msgpack", "--student", "mnist-mlp", *SMALL,
+                       "--out", "student.msgpack")
+  assert code == 0, err
+  assert calls == ["distill started", "student trained", "data asked for"]
+  summary = json.loads(out.splitlines()[-1])
+  assert summary["student_test_accuracy"] is None and summary["uses_data"] is False
+  assert set(summary) >= {"teacher", "teacher_test_accuracy", "student", "student_test_accuracy",
+                          "images", "preset", "synth_seconds", "train_seconds", "checkpoint"}
+  notes = [line for line in err.splitlines() if "note:" in line]
+  assert len(notes) == 1 and "mnist not found" in notes[0]
+  assert not list((work / "cache").rglob("*"))  # nothing cached, nothing downloaded
+  params, meta = checkpoint.load_checkpoint("student.msgpack", expect_model="mnist-mlp")
+  assert meta["recipe"]["preset"] == "data-free" and meta["test_accuracy"] is None
+  code, out, err = run(capsys, "invert", "student.msgpack", "--preset", "data-free", "--steps",
+                       "3", "--restarts", "2", "--out", "inv.npz")
+  assert code == 0, err
+
+
+def test_scores_the_student_when_the_test_set_is_there(work, capsys, monkeypatch):
+  write_tiny_dataset(work / "data" / "mnist")
+  code, out, err = run(capsys, "distill", "teacher.msgpack", "--student", "mnist-mlp", *SMALL,
+                       "--preset", "noise", "--data-dir", "data", "--out", "s.msgpack")
+  assert code == 0, err
+  summary = json.loads(out.splitlines()[-1])
+  assert 0.0 <= summary["student_test_accuracy"] <= 1.0
+  assert 0.0 <= summary["teacher_test_accuracy"] <= 1.0 and "note:" not in err
+
+
+def _teacher():
+  spec = models.get_model("mnist-mlp")
+  return models.apply_with_activations(spec.module()), spec.init_params(jax.random.key(0))
+
+
+def test_chunked_synthesis_equals_one_batch():
+  apply_fn, params = _teacher()
+  preset = presets.data_free(steps=5)
+  whole, _ = distill.synthesize(apply_fn, params, preset, 30, 10, (28, 28), jax.random.key(3))
+  counted = []
+  chunked, _ = distill.synthesize(apply_fn, params, preset, 30, 10, (28, 28), jax.random.key(3),
+                                  max_chunk=2, on_images=counted.append)
+  np.testing.assert_array_equal(chunked, whole)
+  assert counted == [20, 10] and whole.shape == (30, 28, 28)
+
+
+def test_same_seed_gives_the_same_student_bit_for_bit():
+  apply_fn, params = _teacher()
+  spec = models.get_model("mnist-mlp")
+  recipe = distill.StudentRecipe(steps=15, batch_size=10)
+
+  def student(seed):
+    return distill.distill(apply_fn, params, spec.module(), spec.init_params(jax.random.key(seed)),
+                           20, 10, (28, 28), jax.random.key(seed), presets.data_free(steps=4),
+                           rounds=2, recipe=recipe)[0]
+
+  a, b, c = student(1), student(1), student(2)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+@pytest.fixture
+def x64():
+  jax.config.update("jax_enable_x64", True)
+  yield
+  jax.config.update("jax_enable_x64", False)
+
+
+def _finite_differences(f, x, directions=3, eps=1e-6):
+  grad = jax.grad(f)(x)
+  for i in range(directions):
+    v = jax.random.normal(jax.random.key(10 + i), x.shape, x.dtype)
+    numeric = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(jnp.vdot(grad, v), numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_priors_gradients_match_finite_differences(x64):
+  """The data-free preset's whole objective, through its parameterisation, and the
+  disagreement objective of adaptive rounds."""
+  k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+  w_t = jax.random.normal(k1, (784, 10), jnp.float64) * 0.1
+  w_s = jax.random.normal(k2, (784, 10), jnp.float64) * 0.1
+  teacher = lambda w, x: x.reshape(x.shape[0], -1) @ w
+  student = lambda w, x: jnp.tanh(x.reshape(x.shape[0], -1) @ w)
+  model = distill.with_student(teacher, student)
+  preset = presets.data_free()
+  for objective in (preset.objective, distill.disagreement(4.0), preset.objective + distill.disagreement()):
+    def f(latent):
+      x = preset.parameterization.to_input(latent)
+      out, acts = model((w_t, w_s), x[None])
+      return objective(Context(x, out[0], {k: v[0] for k, v in acts.items()}, 3))
+    _finite_differences(f, jax.random.normal(k3, (28, 28), jnp.float64) - 2.0)
+
+
+def test_kd_loss_is_the_tempered_kl():
+  t, s = jnp.array([[2.0, 0.0, -1.0]]), jnp.array([[0.5, 0.5, 0.0]])
+  p, q = jax.nn.softmax(t / 4), jax.nn.softmax(s / 4)
+  assert float(distill.kd_loss(s, t, 4.0)) == pytest.approx(16 * float(jnp.sum(p * jnp.log(p / q))),
+                                                            rel=1e-5)
+  assert float(distill.kd_loss(t, t, 4.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["distill", "linear.msgpack", "--student", "mnist-mlp", "--images", "20"],
+     "TEACHER linear.msgpack must be a classifier checkpoint"),
+    (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "25"],
+     "--images must be a multiple of the teacher's 10 classes, got 25"),
+    (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "0"],
+     "argument --images: must be a whole number from 1"),
+    (["distill", "teacher.msgpack", "--student", "lenet5", "--images", "20"],
+     "unknown model 'lenet5'"),
+    (["distill", "teacher.msgpack", "--student", "linear", "--images", "20"],
+     "--student linear takes inputs of shape (1,), the teacher (28, 28)"),
+    (["distill", "teacher.msgpack", "--student", "vae", "--images", "20"],
+     "--student vae must be a classifier checkpoint"),
+    (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "20", "--rounds", "3"],
+     "rounds must be from 1 to 2"),
+    (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "10000000000"],
+     "argument --images: must be a whole number from 1"),
+])
+def test_bad_input(work, capsys, argv, fragment):
+  assert_refused(capsys, work, argv + ["--out", "s.msgpack"], fragment)
