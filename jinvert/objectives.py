@@ -113,6 +113,18 @@ def class_log_prob(c: int | None = None) -> Objective:
                    _label("class_log_prob", c), "class" if c is None else None)
 
 
+def class_log_prob_up_to(p: float, c: int | None = None) -> Objective:
+  """min(log softmax(outputs)[c], log p): the log-probability, until it reaches p. Beside a
+  distance penalty it finds the smallest change that makes the class probable (a
+  counterfactual): once p is reached only the penalty pulls."""
+  if not 0 < p < 1:
+    raise JinvertError(f"class_log_prob_up_to: p must be in (0, 1), got {p}")
+  return Objective(lambda ctx: jnp.minimum(jax.nn.log_softmax(ctx.outputs)[_target(c, ctx)],
+                                           jnp.log(p)),
+                   f"class_log_prob_up_to({p:g}{'' if c is None else f', {c}'})",
+                   "class" if c is None else None)
+
+
 def cross_entropy(c: int | None = None) -> Objective:
   """Cross-entropy from the one-hot target `c` to softmax(outputs); a distance (use with minus)."""
   return Objective(lambda ctx: -jax.nn.log_softmax(ctx.outputs)[_target(c, ctx)],
@@ -174,12 +186,20 @@ def l1() -> Objective:
   return Objective(lambda ctx: jnp.mean(jnp.abs(ctx.x)), "l1()")
 
 
-def total_variation() -> Objective:
-  """Mean absolute difference between neighbouring pixels of a 2-D input; a penalty."""
+def total_variation(axes=(-2, -1)) -> Objective:
+  """Mean absolute difference between neighbouring pixels along the two spatial `axes`
+  (channels-last images: (-3, -2)); a penalty."""
   def fn(ctx):
-    x = ctx.x
-    return jnp.mean(jnp.abs(jnp.diff(x, axis=-1))) + jnp.mean(jnp.abs(jnp.diff(x, axis=-2)))
+    return sum(jnp.mean(jnp.abs(jnp.diff(ctx.x, axis=a))) for a in axes)
   return Objective(fn, "total_variation()")
+
+
+def l2_distance_to(reference) -> Objective:
+  """The Euclidean distance ||x - reference||_2 (smoothed at 0 so its gradient is finite);
+  a penalty."""
+  reference = jnp.asarray(reference)
+  return Objective(lambda ctx: jnp.sqrt(jnp.sum((ctx.x - reference) ** 2) + 1e-12),
+                   "l2_distance_to(start)")
 
 
 def distance_to(reference) -> Objective:

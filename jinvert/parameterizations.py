@@ -42,11 +42,14 @@ def pixels(low: float = 0.0, high: float = 1.0, init_low: float = 0.0, init_high
                           f"pixels[{low:g},{high:g}]" if constrain else "pixels(free)")
 
 
-def start_at(value) -> Parameterization:
-  """Free inputs, every restart starting at `value` (seed 004 starts at x0 = 1)."""
+def start_at(value, low: float | None = None, high: float | None = None) -> Parameterization:
+  """Every restart starting at `value` (seed 004 starts at x0 = 1); free, or kept in the box
+  [low, high] by `optax.projections` after each step."""
   value = jnp.asarray(value, jnp.float32)
-  return Parameterization(lambda key, shape: jnp.broadcast_to(value, shape), _identity, _identity,
-                          "start_at")
+  project = _identity if low is None else (
+      lambda z: optax.projections.projection_box(z, low, high))
+  return Parameterization(lambda key, shape: jnp.broadcast_to(value, shape), _identity, project,
+                          "start_at" if low is None else f"start_at[{low:g},{high:g}]")
 
 
 def sigmoid(scale: float = 1.0, mean: float = 0.0) -> Parameterization:
@@ -60,7 +63,8 @@ def sigmoid(scale: float = 1.0, mean: float = 0.0) -> Parameterization:
 
 def _check_center(center, radius):
   center = jnp.asarray(center, jnp.float32)
-  if not bool(jnp.all(jnp.isfinite(center))):
+  # a traced center (one per example under vmap, say) is checked by whoever made it
+  if not isinstance(center, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(center))):
     raise JinvertError("ball center contains NaN or inf")
   if not radius > 0:
     raise JinvertError(f"ball radius must be positive, got {radius}")

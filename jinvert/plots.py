@@ -27,17 +27,35 @@ def _pyplot():
   return plt
 
 
-def mosaic(images, pad: int = 1, columns: int | None = None) -> np.ndarray:
-  """Tiles images (T, R, H, W) into one array, a row per target; with `columns`, images
-  (N, H, W) or (T, R, H, W) flattened are laid out `columns` to a row instead."""
+def displayable(images, kind: str):
+  """Images (..., *input_shape) of a layout kind (`gray`, `chw`, `hwc`) as (..., H, W) or
+  (..., H, W, 3) for display; one channel shows as gray, 2 or 4 channels as their first 3."""
   images = np.asarray(images, np.float32)
+  if kind == "chw":
+    images = np.moveaxis(images, -3, -1)
+  if kind in ("chw", "hwc"):
+    channels = images.shape[-1]
+    if channels == 1:
+      return images[..., 0]
+    if channels == 2:
+      images = np.concatenate([images, np.zeros_like(images[..., :1])], -1)
+    return images[..., :3]
+  return images
+
+
+def mosaic(images, pad: int = 1, columns: int | None = None) -> np.ndarray:
+  """Tiles images (T, R, H, W) or colour (T, R, H, W, 3) into one array, a row per target;
+  with `columns`, the images flattened are laid out `columns` to a row instead."""
+  images = np.asarray(images, np.float32)
+  colour = images.shape[-1:] if images.ndim in (3, 5) and images.shape[-1] == 3 else ()
+  plane = images.shape[images.ndim - len(colour) - 2:]
   if columns is not None:
-    flat = images.reshape((-1,) + images.shape[-2:])
+    flat = images.reshape((-1,) + plane)
     rows = math.ceil(len(flat) / columns)
-    blank = np.zeros((rows * columns - len(flat),) + flat.shape[1:], np.float32)
-    images = np.concatenate([flat, blank]).reshape((rows, columns) + flat.shape[1:])
-  t, r, h, w = images.shape
-  out = np.ones((t * (h + pad) + pad, r * (w + pad) + pad), np.float32)
+    blank = np.zeros((rows * columns - len(flat),) + plane, np.float32)
+    images = np.concatenate([flat, blank]).reshape((rows, columns) + plane)
+  t, r, h, w = images.shape[:4]
+  out = np.ones((t * (h + pad) + pad, r * (w + pad) + pad) + colour, np.float32)
   for i in range(t):
     for j in range(r):
       y, x = pad + i * (h + pad), pad + j * (w + pad)
@@ -50,7 +68,7 @@ def grid_png(images, row_labels=None, title: str | None = None, columns: int | N
   """A PNG grid of images in [0, 1] (black 0, white 1), a row per target.
 
   Args:
-    images: (T, R, H, W).
+    images: (T, R, H, W), or colour (T, R, H, W, 3) (see `displayable`).
     row_labels: optional label per row (e.g. the target class).
     title: optional figure title.
     columns: lay the images out this many to a row instead (e.g. 16 for 256 units).
@@ -59,13 +77,13 @@ def grid_png(images, row_labels=None, title: str | None = None, columns: int | N
   plt = _pyplot()
   grid = mosaic(images, columns=columns)
   images = np.asarray(images)
-  rows = grid.shape[0] / (images.shape[-2] + 1)
-  cols = grid.shape[1] / (images.shape[-1] + 1)
+  rows = grid.shape[0] / (images.shape[2] + 1)
+  cols = grid.shape[1] / (images.shape[3] + 1)
   fig, ax = plt.subplots(figsize=(max(2.0, cols * scale + 0.6), max(1.5, rows * scale + 0.6)))
-  ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+  ax.imshow(np.clip(grid, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
   ax.set_xticks([])
   if row_labels is not None and columns is None:
-    h = images.shape[-2] + 1
+    h = images.shape[2] + 1
     ax.set_yticks([1 + h * i + h / 2 for i in range(len(row_labels))], [str(l) for l in row_labels])
   else:
     ax.set_yticks([])
@@ -100,3 +118,58 @@ def curve_png(values, xlabel: str, ylabel: str, title: str | None = None,
 def save_curve(path, *args, **kwargs):
   """Writes `curve_png(*args, **kwargs)` to `path` atomically."""
   return atomic_write_bytes(path, curve_png(*args, **kwargs))
+
+
+def features_png(vectors, row_labels, low, high, title: str | None = None) -> bytes:
+  """A PNG of feature vectors (T, R, F): a panel per target, each restart's features as a
+  line over the feature index, within the box [low, high] (scalars or (F,) arrays) shaded."""
+  plt = _pyplot()
+  vectors = np.asarray(vectors, np.float32)
+  t, r, f = vectors.shape
+  index = np.arange(f)
+  fig, axes = plt.subplots(t, 1, figsize=(max(4.0, 0.25 * f + 1.5), 1.3 * t + 0.6),
+                           sharex=True, squeeze=False)
+  for i, ax in enumerate(axes[:, 0]):
+    ax.fill_between(index, np.broadcast_to(low, (f,)), np.broadcast_to(high, (f,)),
+                    color="0.92", step="mid")
+    ax.plot(index, vectors[i].T, marker=".", lw=0.6, ms=3, alpha=0.7)
+    ax.set_ylabel(str(row_labels[i]), rotation=0, ha="right", va="center")
+  axes[-1, 0].set_xlabel("feature")
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  return _png(fig)
+
+
+def counterfactual_png(start, results, row_labels, title: str | None = None) -> bytes:
+  """A PNG of counterfactuals: a row per target, the start, the result (the first restart),
+  and their difference (red: brighter, blue: darker).
+
+  Args:
+    start: one displayable image (H, W) or (H, W, 3) in [0, 1].
+    results: (T, R, ...) displayable images.
+    row_labels: the targets.
+  """
+  plt = _pyplot()
+  start, results = np.asarray(start, np.float32), np.asarray(results, np.float32)
+  t = len(results)
+  fig, axes = plt.subplots(t, 3, figsize=(3.6, 1.2 * t + 0.6), squeeze=False)
+  for i in range(t):
+    after = results[i, 0]
+    change = after - start
+    change = change.mean(-1) if change.ndim == 3 else change
+    limit = max(float(np.abs(change).max()), 1e-6)
+    for ax, image, kw in ((axes[i, 0], start, {"cmap": "gray", "vmin": 0, "vmax": 1}),
+                          (axes[i, 1], after, {"cmap": "gray", "vmin": 0, "vmax": 1}),
+                          (axes[i, 2], change, {"cmap": "seismic", "vmin": -limit, "vmax": limit})):
+      ax.imshow(np.clip(image, 0, 1) if image is not change else image, interpolation="nearest",
+                **kw)
+      ax.set_xticks([])
+      ax.set_yticks([])
+    axes[i, 0].set_ylabel(str(row_labels[i]), rotation=0, ha="right", va="center")
+  for ax, name in zip(axes[0], ("start", "after", "change")):
+    ax.set_title(name, fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  return _png(fig)

@@ -49,6 +49,7 @@ RECIPES = {
     # seed 004: model.fit(epochs=100000, batch_size=100) on 100 points, one step an epoch
     "linear": Recipe("adam", 1e-3, batch_size=100, epochs=100_000, loss="mse", log_every=10_000),
     "cnn": Recipe("adam", 1e-3, batch_size=128, epochs=3),
+    "mnist-cnn": Recipe("adam", 1e-3, batch_size=128, epochs=3),
     "vae": Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
     "mnist-cvae": Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
 }
@@ -68,10 +69,14 @@ def create_train_state(module, params, recipe: Recipe) -> train_state.TrainState
 def _classification(reduce):
   def loss(apply_fn, params, inputs, labels, key):
     del key
-    logits = apply_fn(params, inputs)
+    out = apply_fn(params, inputs)
+    logits, updated = out if isinstance(out, tuple) else (out, None)  # BatchNorm's statistics
     xent = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
-    return reduce(xent), {"loss": jnp.mean(xent), "accuracy": accuracy}
+    metrics = {"loss": jnp.mean(xent), "accuracy": accuracy}
+    if updated is not None:
+      metrics["updated_variables"] = updated
+    return reduce(xent), metrics
   return loss
 
 
@@ -113,10 +118,17 @@ def train_step(state, batch, loss: str = "mean_xent", key=None):
     (new state, metrics of the batch before the step).
   """
   inputs, labels = batch
+  apply_fn = state.apply_fn
+  if "batch_stats" in state.params:  # BatchNorm: the batch's statistics, and updated averages
+    apply_fn = lambda p, x: state.apply_fn(p, x, train=True, mutable=["batch_stats"])
   grads, metrics = jax.grad(
-      lambda params: LOSSES[loss](state.apply_fn, params, inputs, labels, key), has_aux=True)(
+      lambda params: LOSSES[loss](apply_fn, params, inputs, labels, key), has_aux=True)(
           state.params)
-  return state.apply_gradients(grads=grads), metrics
+  updated = metrics.pop("updated_variables", None)
+  state = state.apply_gradients(grads=grads)
+  if updated is not None:
+    state = state.replace(params={**state.params, **updated})
+  return state, metrics
 
 
 def epoch_indices(key, n_examples: int, batch_size: int, n_steps: int):

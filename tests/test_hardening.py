@@ -55,7 +55,8 @@ def test_msgpack_maps_that_are_not_full_checkpoints(work, capsys):
 
 
 def test_natural_preset_without_a_dataset_in_the_checkpoint(work, capsys):
-  assert_refused(capsys, work, ["invert", "nodata.msgpack", "--out", "x.npz"],
+  assert_refused(capsys, work, ["invert", "nodata.msgpack", "--preset", "natural",
+                                "--out", "x.npz"],
                  "names no dataset for the natural preset's prior; pass --dataset")
 
 
@@ -117,7 +118,7 @@ def test_idx_header_whose_product_wraps_in_int64():
     ("", "--out: the path is empty or blank"),
     ("a" * 252 + ".npz", "is 256 bytes, over this file system's 255"),
     ("/dev/null", "is not a regular file"),
-    ("mlp.msgpack", "--out mlp.msgpack is also the input CHECKPOINT"),
+    ("mlp.msgpack", "--out mlp.msgpack is also the input MODEL"),
 ])
 def test_bad_output_paths(work, capsys, out, fragment):
   assert_refused(capsys, work, ["invert", "mlp.msgpack", *RAW, "--out", out], fragment)

@@ -75,3 +75,24 @@ def test_mnist_mlp_learns_on_a_real_slice():
       (ds.train_images[:5000], ds.train_labels[:5000]), (ds.test_images[:2000], ds.test_labels[:2000]),
       jax.random.key(0), log=lambda line: None)
   assert history[-1]["test_accuracy"] > 0.85
+
+
+def test_batchnorm_statistics_are_learned_and_used_at_inference():
+  """mnist-cnn trains on the batch's statistics, moves its running averages, and infers with
+  those averages (an example's output does not depend on the rest of its batch)."""
+  spec, recipe = models.get_model("mnist-cnn"), train.RECIPES["mnist-cnn"]
+  variables = spec.init_params(jax.random.key(0))
+  state = train.create_train_state(spec.module(), variables, recipe)
+  batch = _fixed_batch(jax.random.key(1), 32)
+  step = jax.jit(train.train_step, static_argnames="loss")
+  losses = []
+  for _ in range(15):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics["loss"]))
+  assert losses[-1] < 0.9 * losses[0]
+  before, after = variables["batch_stats"]["bn1"]["mean"], state.params["batch_stats"]["bn1"]["mean"]
+  assert not np.allclose(before, after)
+  apply = jax.jit(spec.module().apply)
+  x = batch[0]
+  np.testing.assert_allclose(apply(state.params, x[:1]), apply(state.params, x)[:1], rtol=1e-5,
+                             atol=1e-5)

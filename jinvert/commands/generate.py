@@ -25,7 +25,7 @@ def run(args):
   import jax
   import jax.numpy as jnp
 
-  from jinvert import checkpoint, generate, invert, memory, models
+  from jinvert import checkpoint, generate, invert, memory, models, plots
   from jinvert.commands import results
   from jinvert.files import Outputs
   from jinvert.timing import compile_timed, time_calls
@@ -61,7 +61,9 @@ def run(args):
                  f"sampling {n} targets x {args.samples:,} samples", "use fewer --samples")
   (images, logits, prob), (seconds,) = time_calls(compiled, (key,))
   results.check_finite(images, jnp.nan_to_num(logits, nan=0.0), "sampling")
+  figure = plots.grid_png(images, [int(t) for t in targets],
+                          "mnist-cvae: z ~ N(0, I) decoded with each digit") if png else None
   return results.image_results(
       outputs, out, png, images, targets, prob, jnp.zeros((0,) + images.shape[:2]), logits,
-      f"mnist-cvae sample (seed {args.seed})", {"compile_seconds": compile_seconds, "seconds": seconds}, 0,
-      class_targets=True, title="mnist-cvae: z ~ N(0, I) decoded with each digit")
+      f"mnist-cvae sample (seed {args.seed})",
+      {"compile_seconds": compile_seconds, "seconds": seconds}, 0, figure=figure)

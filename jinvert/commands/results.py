@@ -25,24 +25,24 @@ def npz_bytes(**arrays) -> bytes:
 
 
 def image_results(outputs, out, png, images, targets, target_prob, loss_history, model_outputs,
-                  objective: str, timing: dict, steps: int, class_targets: bool, title: str,
-                  square: bool = False) -> dict:
-  """Writes OUT.npz (and the PNG grid) through `outputs`; returns the JSON summary.
+                  objective: str, timing: dict, steps: int, figure: bytes | None = None,
+                  extra_arrays: dict | None = None) -> dict:
+  """Writes OUT.npz (and the PNG `figure`) through `outputs`; returns the JSON summary.
 
   Args:
     outputs: the command's `jinvert.files.Outputs`, where `out` and `png` are declared.
     out, png: the declared paths (png may be None).
     images: (T, R, ...) results; targets (T,) or (T, C); target_prob (T, R); loss_history
       (S, T, R); model_outputs (T, R, C).
+    figure: the PNG's bytes, when `png` is given.
+    extra_arrays: more arrays for OUT.npz.
   """
-  from jinvert import plots
-
   images, targets = np.asarray(images, np.float32), np.asarray(targets)
   target_prob = np.asarray(target_prob, np.float32)
   files = {out: npz_bytes(images=images, targets=targets, target_prob=target_prob,
                           loss_history=np.asarray(loss_history, np.float32),
                           outputs=np.asarray(model_outputs, np.float32),
-                          objective=np.array(objective))}
+                          objective=np.array(objective), **(extra_arrays or {}))}
   known = not np.all(np.isnan(target_prob))
   class_means = np.nanmean(target_prob, axis=1) if known else None
   summary = {"targets": [t.tolist() for t in targets], "restarts": images.shape[1],
@@ -51,11 +51,8 @@ def image_results(outputs, out, png, images, targets, target_prob, loss_history,
              "min_class_mean_target_prob": float(class_means.min()) if known else None,
              "seconds": round(timing["seconds"], 4),
              "compile_seconds": round(timing["compile_seconds"], 4), "out": str(out)}
-  if png:
-    if square:
-      files[png] = plots.grid_png(images, columns=int(np.ceil(np.sqrt(len(targets)))), title=title)
-    else:
-      files[png] = plots.grid_png(images, summary["targets"] if class_targets else None, title)
+  if png is not None:
+    files[png] = figure
     summary["png"] = str(png)
   outputs.commit(files)
   return summary
