@@ -104,51 +104,149 @@ def torch_matmul_precision(torch, precision: str):
     torch.set_float32_matmul_precision(previous)
 
 
-def torch_loops(torch, params, restarts: int, steps: int, device: str) -> dict:
-  """The workload in PyTorch, every target and restart batched: eager autograd and the same
-  step under torch.compile, each warmed up (and compiled).
+def torch_steps(torch, params, restarts: int, device: str) -> dict:
+  """The benchmark's step in PyTorch, every target and restart batched, three ways:
+
+    torch_eager              autograd, op by op;
+    torch_compile_autograd   the same step under torch.compile: `torch.autograd.grad` inside
+                             the compiled function breaks the graph (an earlier benchmark's
+                             only compiled reference, kept for comparison);
+    torch_compile            the whole step (forward, `torch.func.grad` of the summed target
+                             logits, the update and the clip) under
+                             torch.compile(fullgraph=True); on a GPU with
+                             mode="reduce-overhead" (CUDA graphs): how a torch expert writes it.
 
   Returns:
-    {"torch_eager" | "torch_compile": (image-steps per pass, a function that runs `steps` steps
-    and returns its seconds)}.
+    {name: step(x) -> x}, x shaped (10 R, 28, 28), rows in target-major order (as jinvert's
+    (T, R) lanes flattened).
   """
   dev = "cuda" if device == "gpu" else "cpu"
   weights = [(torch.tensor(np.asarray(l["kernel"]), device=dev),
               torch.tensor(np.asarray(l["bias"]), device=dev)) for l in dense_layers(params)]
   targets = torch.arange(10, device=dev).repeat_interleave(restarts)[:, None]
 
-  def step(x):
-    x = x.detach().requires_grad_(True)
+  def summed_target_logits(x):
     h = x.reshape(x.shape[0], -1)
     for i, (w, b) in enumerate(weights):
       h = h @ w + b
       if i < len(weights) - 1:
         h = torch.relu(h)
-    loss = h.gather(1, targets).sum()
-    (g,) = torch.autograd.grad(loss, x)
+    return h.gather(1, targets).sum()
+
+  def autograd_step(x):
+    x = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(summed_target_logits(x), x)
     return (x + LEARNING_RATE * g).clamp(0.0, 1.0).detach()
 
+  grad = torch.func.grad(summed_target_logits)
+
+  def functional_step(x):
+    return (x + LEARNING_RATE * grad(x)).clamp(0.0, 1.0)
+
+  mode = "reduce-overhead" if dev == "cuda" else None
+  return {"torch_eager": autograd_step,
+          "torch_compile_autograd": torch.compile(autograd_step),
+          "torch_compile": torch.compile(functional_step, fullgraph=True, mode=mode)}
+
+
+def torch_timer(torch, step, start, steps: int, device: str):
+  """(image-steps per pass, a function that runs `steps` steps from `start` and returns its
+  seconds), after 3 warm-up steps (which compile)."""
   def synchronize():
-    if dev == "cuda":
+    if device == "gpu":
       torch.cuda.synchronize()
 
-  def timer(fn):
-    x = torch.rand(10 * restarts, 28, 28, device=dev, generator=torch.Generator(dev).manual_seed(0))
-    for _ in range(3):
-      x = fn(x)  # warm-up (and compilation)
+  x = start
+  for _ in range(3):
+    x = step(x)
 
-    def run():
+  def run():
+    y = x
+    synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+      y = step(y)
+    synchronize()
+    return time.perf_counter() - t
+
+  return start.shape[0] * steps, run
+
+
+def product_shapes(params, batch: int) -> list:
+  """The six matrix products of one step, as (m, k, n): the forward pass and the backward pass
+  to the input, for a batch of `batch` images."""
+  dims = [int(np.prod(dense_layers(params)[0]["kernel"].shape[:1]))] + \
+      [int(l["kernel"].shape[1]) for l in dense_layers(params)]
+  forward = [(batch, a, b) for a, b in zip(dims, dims[1:])]
+  backward = [(batch, b, a) for a, b in reversed(list(zip(dims, dims[1:])))]
+  return forward + backward
+
+
+def reference_differences(torch, params, restarts: int, steps: int, device: str) -> dict:
+  """Each PyTorch step, run `steps` times from jinvert's own starting images, against
+  jinvert's result: {name: max |image difference|}. No reference may skip work unseen."""
+  fn, targets, keys = workload(params, restarts, steps)
+  result = fn(params, targets, keys)
+  start = invert.starting_inputs(parameterizations.pixels(), keys, (28, 28))
+  x0 = torch.tensor(np.asarray(start).reshape(-1, 28, 28),
+                    device="cuda" if device == "gpu" else "cpu")
+  want = np.asarray(result.inputs).reshape(-1, 28, 28)
+  differences = {}
+  for name, step in torch_steps(torch, params, restarts, device).items():
+    x = x0
+    for _ in range(steps):
+      x = step(x)
+    differences[name] = float(np.max(np.abs(x.detach().cpu().numpy() - want)))
+  return differences
+
+
+def products_bound(params, batch: int, steps: int, torch=None, device: str = "cpu"):
+  """Seconds per step of the step's six products alone, at its exact shapes, in a loop of
+  `steps` chained steps (each product reads the last, so none can be hoisted): with XLA (a
+  compiled scan) and with torch (its matmuls, op by op). Returns {"xla": s, "torch": s}."""
+  layers = dense_layers(params)
+  kernels = [jnp.asarray(l["kernel"]) for l in layers]
+  x0 = jax.random.uniform(jax.random.key(0), (batch, kernels[0].shape[0]))
+
+  def chain(x, _):
+    h = x
+    for w in kernels:
+      h = h @ w
+    for w in reversed(kernels):
+      h = jax.lax.dot_general(h, w, (((1,), (1,)), ((), ())))
+    return x + 1e-30 * h, None
+
+  run = jax.jit(lambda x: jax.lax.scan(chain, x, None, length=steps)[0])
+  _, _, times = time_compiled(run, (x0,), repeats=3, warmup=True)
+  bound = {"xla": min(times) / steps, "torch": None}
+  if torch is not None:
+    dev = "cuda" if device == "gpu" else "cpu"
+    ws = [torch.tensor(np.asarray(w), device=dev) for w in kernels]
+    wts = [w.t().contiguous() for w in ws]
+    x = torch.rand(batch, ws[0].shape[0], device=dev)
+
+    def chain_torch(x):
+      h = x
+      for w in ws:
+        h = h @ w
+      for w in reversed(wts):
+        h = h @ w
+      return x + 1e-30 * h
+
+    def timed():
       y = x
-      synchronize()
+      if dev == "cuda":
+        torch.cuda.synchronize()
       t = time.perf_counter()
       for _ in range(steps):
-        y = fn(y)
-      synchronize()
+        y = chain_torch(y)
+      if dev == "cuda":
+        torch.cuda.synchronize()
       return time.perf_counter() - t
 
-    return 10 * restarts * steps, run
-
-  return {"torch_eager": timer(step), "torch_compile": timer(torch.compile(step))}
+    timed()
+    bound["torch"] = min(timed() for _ in range(3)) / steps
+  return bound
 
 
 def interleaved_rates(timers: dict, rounds: int):
@@ -287,9 +385,17 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
           f"({jax.default_backend()}), jax {jax.__version__}, precision {precision}")
     print(f"work per image-step: {flops:,} FLOP (2 x MACs forward + backward to the input); "
           f"matmul peak {peak:,.0f} GFLOP/s ({peak_n}^3 float32, precision {precision})")
-    print("| R | compile s | median s (min-max) | image-steps/s | GFLOP/s | % of matmul peak | peak bytes |")
-    print("|---|---|---|---|---|---|---|")
-    rows, headline, headline_result, headline_pass = [], None, None, None
+    try:
+      import torch
+    except ImportError:
+      torch = None
+      if references:
+        log("PyTorch is not installed (pip install 'jinvert[bench]'): its references are skipped")
+    print("| R | compile s | median s (min-max) | image-steps/s | GFLOP/s | % of matmul peak | "
+          "products bound: XLA / torch ms per step | % of the bound | peak bytes |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows, headline, headline_result = [], None, None
+    passes = {}
     for r in sizes:
       try:
         row, result, one_pass = run_size(params, r, steps, repeats)
@@ -300,37 +406,71 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
         log(f"R={r}: {reason}")
         break
       row["peak_fraction"] = row["gflops"] / peak
+      bound = products_bound(params, 10 * r, steps, torch, device)
+      row["products_seconds"] = bound
+      row["bound_image_steps_per_s"] = 10 * r / min(t for t in bound.values() if t)
+      row["bound_fraction"] = row["image_steps_per_s"] / row["bound_image_steps_per_s"]
       rows.append(row)
+      passes[r] = one_pass
+      torch_ms = "-" if bound["torch"] is None else f"{1e3 * bound['torch']:.3f}"
       print(f"| {r} | {row['compile_seconds']:.2f} | {row['seconds_median']:.4f} "
             f"({row['seconds_min']:.4f}-{row['seconds_max']:.4f}) | {row['image_steps_per_s']:,.0f} | "
-            f"{row['gflops']:,.1f} | {100 * row['peak_fraction']:.1f}% | {row['peak_bytes'] or '-'} |")
+            f"{row['gflops']:,.1f} | {100 * row['peak_fraction']:.1f}% | "
+            f"{1e3 * bound['xla']:.3f} / {torch_ms} | {100 * row['bound_fraction']:.1f}% | "
+            f"{row['peak_bytes'] or '-'} |")
       if r == restarts:
-        headline, headline_result, headline_pass = row, result, one_pass
+        headline, headline_result = row, result
 
-    ratios = {"seed_loop": None, "class_loop": None, "torch_eager": None, "torch_compile": None}
+    ratios = {"seed_loop": None, "class_loop": None, "torch_eager": None,
+              "torch_compile_autograd": None, "torch_compile": None}
+    by_size, differences = {}, None
     if references:
       ref_steps = min(steps, 50)
-      log(f"references: {ref_steps} steps each, timed in {repeats} interleaved rounds with "
-          "jinvert's headline call")
-      timers = {"jinvert": (10 * restarts * steps, headline_pass),
-                "seed_loop": python_loop(params, 1, ref_steps, calls=10),
-                "class_loop": python_loop(params, restarts, ref_steps, calls=10)}
-      try:
-        import torch
-      except ImportError:
-        torch = None
-        log("PyTorch is not installed (pip install 'jinvert[bench]'): its references are skipped")
-      with torch_matmul_precision(torch, precision) if torch else contextlib.nullcontext():
-        if torch:
-          timers.update(torch_loops(torch, params, restarts, ref_steps, device))
-        rates, measured = interleaved_rates(timers, repeats)
-      ratios.update({name: measured[name] for name in ratios if name in measured})
-      print(f"\nreferences at R={restarts} (image-steps/s, median of {repeats} interleaved rounds; "
-            "jinvert's throughput over theirs, median of the rounds' ratios):")
-      print("| reference | image-steps/s | jinvert / reference |")
-      print("|---|---|---|")
-      for name, rate in rates.items():
-        print(f"| {name} | {rate:,.0f} | {measured[name]:.2f}x |")
+      log(f"references: {ref_steps} steps each, timed at every size in {repeats} rounds "
+          "interleaved with jinvert's call of that size")
+      if torch is not None:
+        with torch_matmul_precision(torch, precision):
+          differences = reference_differences(torch, params, restarts, 5, device)
+        print(f"\nreferences against jinvert's step rule, 5 steps from the same start at "
+              f"R={restarts}: max |image difference| " +
+              ", ".join(f"{k} {v:.2g}" for k, v in differences.items()))
+      print(f"\nreferences (image-steps/s, median of {repeats} interleaved rounds; jinvert / "
+            "reference is the median of the rounds' ratios; % of the bound: of the faster "
+            "products-alone time at that size):")
+      print("| R | jinvert | seed_loop | class_loop | torch_eager | torch_compile_autograd "
+            "(graph breaks) | torch_compile (whole step, fullgraph) | jinvert / best torch | "
+            "jinvert % of bound | best torch % of bound |")
+      print("|---|---|---|---|---|---|---|---|---|---|")
+      for row in rows:
+        r = row["restarts"]
+        timers = {"jinvert": (10 * r * steps, passes[r])}
+        if r == restarts:
+          timers["seed_loop"] = python_loop(params, 1, ref_steps, calls=10)
+          timers["class_loop"] = python_loop(params, restarts, ref_steps, calls=10)
+        if torch is not None:
+          with torch_matmul_precision(torch, precision):
+            start = torch.rand(10 * r, 28, 28, generator=torch.Generator().manual_seed(0)).to(
+                "cuda" if device == "gpu" else "cpu")
+            for name, step in torch_steps(torch, params, r, device).items():
+              timers[name] = torch_timer(torch, step, start, ref_steps, device)
+            rates, measured = interleaved_rates(timers, repeats)
+        else:
+          rates, measured = interleaved_rates(timers, repeats)
+        torch_names = [n for n in rates if n.startswith("torch")]
+        best = max(torch_names, key=rates.get) if torch_names else None
+        bound_rate = row["bound_image_steps_per_s"]
+        by_size[r] = {"rates": rates, "ratios": measured, "best_torch": best,
+                      "jinvert_over_best_torch": measured[best] if best else None,
+                      "jinvert_bound_fraction": rates["jinvert"] / bound_rate,
+                      "best_torch_bound_fraction": rates[best] / bound_rate if best else None}
+        cell = lambda n: f"{rates[n]:,.0f} ({measured[n]:.2f}x)" if n in rates else "-"
+        print(f"| {r} | {rates['jinvert']:,.0f} | {cell('seed_loop')} | {cell('class_loop')} | "
+              f"{cell('torch_eager')} | {cell('torch_compile_autograd')} | {cell('torch_compile')} | "
+              + (f"{measured[best]:.2f}x ({best}) | " if best else "- | ")
+              + f"{100 * by_size[r]['jinvert_bound_fraction']:.1f}% | "
+              + (f"{100 * by_size[r]['best_torch_bound_fraction']:.1f}% |" if best else "- |"))
+        if r == restarts:
+          ratios.update({name: measured[name] for name in ratios if name in measured})
 
     drift = None
     if precision != "highest":
@@ -366,4 +506,10 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
           "image_steps_per_s": headline["image_steps_per_s"], "gflops": headline["gflops"],
           "matmul_peak_gflops": peak, "peak_fraction": headline["peak_fraction"],
           "compile_seconds": headline["compile_seconds"], "ratios": ratios,
+          "by_size": {str(r): {"jinvert_over_best_torch": v["jinvert_over_best_torch"],
+                               "best_torch": v["best_torch"],
+                               "jinvert_bound_fraction": v["jinvert_bound_fraction"],
+                               "best_torch_bound_fraction": v["best_torch_bound_fraction"]}
+                      for r, v in by_size.items()},
+          "reference_differences": differences,
           "precision_drift": drift, "sharded": sharded, "largest": largest, "sizes": rows}

@@ -118,11 +118,14 @@ def validate(apply_fn, params, objective: Objective, targets, input_shape, steps
 def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.GradientTransformation,
                    parameterization: parameterizations.Parameterization, steps: int,
                    input_shape: tuple, transform: Callable | None = None, record_every: int = 1,
-                   record_inputs: bool = False):
+                   record_inputs: bool = False, unroll: int = 1, on_steps: Callable | None = None,
+                   report_every: int | None = None):
   """Builds the pure function `run(params, targets, keys) -> InversionResult`.
 
-  `targets` has a leading axis T and `keys` is a (T, R) array of keys; `run` vmaps over both
-  and scans over `steps`. Jit it (as `invert` does) to compile the whole search as one call.
+  `targets` has a leading axis T and `keys` is a (T, R) array of keys. `run` scans over the
+  steps; each step is one lane's step vmapped over restarts and targets (the order `vmap` of a
+  scan would give, written out so that the loop can report progress once, not once per lane).
+  Jit it (as `invert` does) to compile the whole search as one call.
 
   Args:
     apply_fn: batched model function `apply_fn(params, x)`.
@@ -134,32 +137,50 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
     transform: optional robustness transform `fn(key, x) -> x` applied before the model.
     record_every: keep loss and probability every k-th step (0: keep only the first).
     record_inputs: also keep the input at each recorded step (memory: S' x T x R inputs).
+    unroll: steps per iteration of the compiled loop (fewer loop overheads for small batches).
+    on_steps: called on the host with the number of steps done, every `report_every` steps
+      (through `jax.debug.callback`), for a progress bar.
+    report_every: steps between `on_steps` calls (default: about 1% of the steps).
   """
   model = _single(apply_fn)
   report = _report(objective.target_kind)
   if record_every < 0 or (record_every and steps % record_every):
     raise JinvertError(f"record_every must divide steps ({steps}), got {record_every}")
   chunk = record_every or steps
+  every = report_every or max(1, steps // 100)
 
-  def one(params, target, key):
-    init_key, step_key = jax.random.split(key)
+  def lane_init(key):
+    init_key, step_key = jax.random.split(key)  # as `starting_inputs`
     latent = parameterization.init(init_key, tuple(input_shape))
+    return (latent, optimizer.init(latent)), step_key
 
-    def loss_fn(latent, k):
+  def lane_step(params, target, step_key, carry, i):
+    latent, opt_state = carry
+
+    def loss_fn(latent):
       x = parameterization.to_input(latent)
-      seen = x if transform is None else transform(k, x)
+      seen = x if transform is None else transform(jax.random.fold_in(step_key, i), x)
       out, acts = model(params, seen)
       return -objective(Context(x, out, acts, target)), (out, x)
 
-    def step(carry, i):
-      latent, opt_state = carry
-      (loss, (out, x)), grad = jax.value_and_grad(loss_fn, has_aux=True)(
-          latent, jax.random.fold_in(step_key, i))
-      updates, opt_state = optimizer.update(grad, opt_state, latent)
-      latent = parameterization.project(optax.apply_updates(latent, updates))
-      return (latent, opt_state), (loss, report(out, target), x if record_inputs else ())
+    (loss, (out, x)), grad = jax.value_and_grad(loss_fn, has_aux=True)(latent)
+    updates, opt_state = optimizer.update(grad, opt_state, latent)
+    latent = parameterization.project(optax.apply_updates(latent, updates))
+    return (latent, opt_state), (loss, report(out, target), x if record_inputs else ())
 
-    carry = (latent, optimizer.init(latent))
+  over_restarts = jax.vmap(lane_step, in_axes=(None, None, 0, 0, None))
+  all_lanes = jax.vmap(over_restarts, in_axes=(None, 0, 0, 0, None))
+
+  def run(params, targets, keys):
+    carry, step_keys = jax.vmap(jax.vmap(lane_init))(keys)
+
+    def step(carry, i):
+      carry, history = all_lanes(params, targets, step_keys, carry, i)
+      if on_steps is not None:
+        jax.lax.cond((i + 1) % every == 0,
+                     lambda: jax.debug.callback(lambda: on_steps(every)), lambda: None)
+      return carry, history
+
     # The first step's history rides in the carry: stacking all `chunk` steps' histories and
     # keeping one would make memory grow with the steps even when nothing is recorded.
     empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
@@ -172,22 +193,24 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
         kept = jax.tree.map(lambda new, old: jnp.where(j == 0, new, old), history, kept)
         return (carry, kept), None
 
-      (carry, kept), _ = jax.lax.scan(body, (carry, empty), jnp.arange(chunk))
+      (carry, kept), _ = jax.lax.scan(body, (carry, empty), jnp.arange(chunk),
+                                      unroll=min(unroll, chunk))
       return carry, kept
 
     (latent, _), (losses, probs, xs) = jax.lax.scan(recorded, carry, jnp.arange(steps // chunk))
-    x = parameterization.to_input(latent)
-    return x, losses, probs, model(params, x)[0], xs
-
-  def run(params, targets, keys):
-    over_restarts = jax.vmap(one, in_axes=(None, None, 0))
-    x, losses, probs, outputs, xs = jax.vmap(over_restarts, in_axes=(None, 0, 0))(
-        params, targets, keys)
-    history = jnp.moveaxis(xs, 2, 0) if record_inputs else None  # (T, R, S', ...) -> (S', T, R, ...)
-    return InversionResult(x, jnp.moveaxis(losses, -1, 0), jnp.moveaxis(probs, -1, 0), outputs,
-                           history)
+    x = jax.vmap(jax.vmap(parameterization.to_input))(latent)
+    outputs = jax.vmap(jax.vmap(lambda x: model(params, x)[0]))(x)
+    return InversionResult(x, losses, probs, outputs, xs if record_inputs else None)
 
   return run
+
+
+def starting_inputs(parameterization: parameterizations.Parameterization, keys, input_shape):
+  """The inputs `make_inversion`'s lanes start from, (T, R, *input_shape), for (T, R) keys."""
+  def start(key):
+    return parameterization.to_input(parameterization.init(jax.random.split(key)[0],
+                                                           tuple(input_shape)))
+  return jax.vmap(jax.vmap(start))(keys)
 
 
 def restart_sharding(restarts: int):
@@ -320,22 +343,27 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
                  parameterization: parameterizations.Parameterization | None = None,
                  transform: Callable | None = None, record_every: int = 1,
                  record_inputs: bool = False, shard: bool = False, device_bytes=None,
-                 host_bytes=None):
+                 host_bytes=None, on_steps: Callable | None = None):
   """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds", "chunks"}).
 
   Compilation (`lower().compile()`) is timed apart from the compiled calls, each timed up to
   `block_until_ready`. Arguments as for `invert`; `shard` splits the restarts over all devices
   (see `restart_sharding`). When the call does not fit in memory by XLA's estimate, the
-  restarts run in chunks that do, with the same results (`plan_restarts`).
+  restarts run in chunks that do, with the same results (`plan_restarts`). `on_steps(n)` is
+  called as the steps advance, `steps` in all over however many calls (a progress bar).
   """
   targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
+  calls = [1]  # known once planned; the compiled loop's reports are scaled by it
+  report = (lambda n: on_steps(n / calls[0])) if on_steps is not None else None
   run = jax.jit(make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
                                parameterization or parameterizations.pixels(), steps,
-                               tuple(input_shape), transform, record_every, record_inputs))
+                               tuple(input_shape), transform, record_every, record_inputs,
+                               on_steps=report))
   sharding = restart_sharding(restarts) if shard else None
   t0 = time.perf_counter()
   compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
                                   sharding)
+  calls[0] = -(-restarts // chunk)
   compile_seconds = time.perf_counter() - t0
   keys = lane_keys(key, len(targets), restarts)
   if shard:

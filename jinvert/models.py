@@ -66,7 +66,8 @@ class CNN(nn.Module):
 
 class MnistCNN(nn.Module):
   """mnist-cnn: conv 16 3x3, BatchNorm, ReLU, max-pool 2; conv 32 3x3, BatchNorm, ReLU,
-  max-pool 2; dense 128, ReLU; out. Sows conv1, conv2 (after BatchNorm and ReLU) and hidden1.
+  max-pool 2; dense 128, ReLU; out. Sows block1, block2 (each convolution after BatchNorm and
+  ReLU) and hidden1.
 
   `apply(variables, x)` uses BatchNorm's running statistics (inference); `train=True` uses the
   batch's and updates them (with `mutable=["batch_stats"]`, as `jinvert.train` does).
@@ -79,7 +80,7 @@ class MnistCNN(nn.Module):
     for i, width in enumerate((16, 32), start=1):
       h = nn.Conv(width, (3, 3), name=f"conv{i}")(h)
       h = nn.relu(nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(h))
-      self.sow("intermediates", f"conv{i}", h)
+      self.sow("intermediates", f"block{i}", h)
       h = nn.max_pool(h, (2, 2), strides=(2, 2))
     h = nn.relu(nn.Dense(128, name="dense1")(h.reshape(h.shape[:-3] + (-1,))))
     self.sow("intermediates", "hidden1", h)
@@ -183,7 +184,7 @@ REGISTRY = {
                   task="regression"),
         ModelSpec("cnn", lambda init: CNN(), (28, 28), "mnist", ("lecun",), ("hidden1",)),
         ModelSpec("mnist-cnn", lambda init: MnistCNN(), (28, 28), "mnist", ("lecun",),
-                  ("conv1", "conv2", "hidden1")),
+                  ("block1", "block2", "hidden1")),
         ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist", ("lecun",), task="autoencoder"),
         # a 2-D latent leaves the digit to the label (see jinvert.generate)
         ModelSpec("mnist-cvae", lambda init: VAE(latent_dim=2, n_classes=10), (28, 28), "mnist",

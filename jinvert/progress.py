@@ -15,11 +15,12 @@ import contextlib
 def bar(description: str, total: int, unit: str = ""):
   """A progress bar for `total` units of work; yields `advance(n=1)`."""
   from rich.console import Console
-  from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+  from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
                              TimeElapsedColumn, TimeRemainingColumn)
 
-  columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-             TextColumn(unit), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+  columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+             TextColumn(f"of {total:,} {unit}"), TimeElapsedColumn(), TextColumn("eta"),
+             TimeRemainingColumn())
   with Progress(*columns, console=Console(stderr=True)) as shown:
     task = shown.add_task(description, total=total)
     yield lambda n=1: shown.advance(task, n)

@@ -5,9 +5,10 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import pytest
 
-from jinvert import benchmark, memory, models
+from jinvert import benchmark, invert, memory, models, parameterizations
 from jinvert.errors import JinvertError
 from test_cli import assert_one_line_error, run_cli
 from conftest import REPO
@@ -110,3 +111,25 @@ def test_interleaved_rates_pair_each_round_and_skip_the_first_pass():
   assert calls == ["jinvert", "ref"] * 4
   assert rates == {"jinvert": 100 / 3.0, "ref": 10 / 6.0}
   assert ratios == {"jinvert": 1.0, "ref": 20.0}
+
+
+def test_torch_references_compute_jinverts_step():
+  """Each PyTorch reference, from jinvert's own starting images, lands on jinvert's images:
+  none skips work (the images move far more than the tolerance)."""
+  torch = pytest.importorskip("torch")
+  params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
+  differences = benchmark.reference_differences(torch, params, restarts=2, steps=5, device="cpu")
+  assert set(differences) == {"torch_eager", "torch_compile_autograd", "torch_compile"}
+  assert max(differences.values()) < 1e-5, differences
+  fn, targets, keys = benchmark.workload(params, 2, 5)
+  moved = fn(params, targets, keys).inputs - invert.starting_inputs(
+      parameterizations.pixels(), keys, (28, 28))
+  assert float(jnp.max(jnp.abs(moved))) > 1e-2
+
+
+def test_products_bound_times_the_six_products():
+  params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
+  assert benchmark.product_shapes(params, 20) == [
+      (20, 784, 256), (20, 256, 256), (20, 256, 10), (20, 10, 256), (20, 256, 256), (20, 256, 784)]
+  bound = benchmark.products_bound(params, 20, 3)
+  assert bound["xla"] > 0 and bound["torch"] is None

@@ -54,3 +54,15 @@ def test_seed_normal_init_has_unit_stddev_and_r2rt_init_matches_post():
 def test_unknown_init_is_rejected():
   with pytest.raises(JinvertError, match="no init 'zeros'"):
     models.get_model("mnist-mlp").module("zeros")
+
+
+@pytest.mark.parametrize("name", [n for n, s in models.REGISTRY.items() if s.task == "classifier"])
+def test_every_classifier_exposes_its_layers(name):
+  """Each registered classifier's listed layers come back, in order, from
+  apply_with_activations, which matches plain inference."""
+  spec = models.get_model(name)
+  params = spec.init_params(jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (3,) + spec.input_shape)
+  logits, acts = models.apply_with_activations(spec.module())(params, x)
+  assert tuple(acts) == spec.layers and logits.shape == (3, spec.n_classes)
+  np.testing.assert_allclose(logits, spec.module().apply(params, x), rtol=1e-6, atol=1e-6)

@@ -291,7 +291,7 @@ def run(args):
   import jax
   import jax.numpy as jnp
 
-  from jinvert import classifiers, invert, memory, objectives, presets
+  from jinvert import classifiers, invert, memory, objectives, presets, progress
   from jinvert.commands import results
   from jinvert.files import Outputs
 
@@ -363,10 +363,11 @@ def run(args):
   else:
     preset = presets.raw()
   objective = objective or preset.objective
-  result, timing = invert.timed_invert(
-      apply_fn, clf.params, objective, targets, key=jax.random.key(args.seed),
-      input_shape=clf.input_shape, restarts=restarts, steps=steps, optimizer=preset.optimizer,
-      parameterization=preset.parameterization, transform=preset.transform)
+  with progress.bar(f"inverting {len(targets)} x {restarts}", steps, "steps") as advance:
+    result, timing = invert.timed_invert(
+        apply_fn, clf.params, objective, targets, key=jax.random.key(args.seed),
+        input_shape=clf.input_shape, restarts=restarts, steps=steps, optimizer=preset.optimizer,
+        parameterization=preset.parameterization, transform=preset.transform, on_steps=advance)
   results.check_finite(result.inputs, result.outputs, f"the inversion ({preset_name} preset, "
                        f"{steps} steps)")
   targets = np.asarray(targets)
