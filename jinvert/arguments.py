@@ -61,7 +61,7 @@ def positive(text: str) -> float:
 
 
 def parse_targets(text: str, limit: int | None = None, what: str = "classes",
-                  flag: str = "--targets") -> list:
+                  flag: str = "--targets", example: str = "0-9, 8 or 1,4,7") -> list:
   """`0-9`, `3`, `1,4,7` or `0-3,8` -> a list of ints in [0, limit).
 
   Every bound is checked against `limit` before a range is expanded, so `0-2000000000` costs
@@ -80,7 +80,7 @@ def parse_targets(text: str, limit: int | None = None, what: str = "classes",
       if hi < lo or lo < 0:
         raise ValueError
     except ValueError:
-      raise JinvertError(f"{flag}: cannot read {part!r}; write e.g. 0-9, 8 or 1,4,7") from None
+      raise JinvertError(f"{flag}: cannot read {part!r}; write e.g. {example}") from None
     if limit is not None and hi >= limit:
       raise JinvertError(f"{flag}: target {hi} is outside the model's {limit} {what} "
                          f"(valid: 0-{limit - 1})")

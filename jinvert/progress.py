@@ -6,6 +6,7 @@
         advance(len(chunk))
 
 On a terminal the bar redraws in place; elsewhere (a log, a pipe) rich writes it once, finished.
+Work that fails leaves no bar behind, so the error stays the only line on stderr.
 """
 
 import contextlib
@@ -21,6 +22,12 @@ def bar(description: str, total: int, unit: str = ""):
   columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
              TextColumn(f"of {total:,} {unit}"), TimeElapsedColumn(), TextColumn("eta"),
              TimeRemainingColumn())
-  with Progress(*columns, console=Console(stderr=True)) as shown:
+  console = Console(stderr=True)
+  with Progress(*columns, console=console) as shown:
     task = shown.add_task(description, total=total)
-    yield lambda n=1: shown.advance(task, n)
+    try:
+      yield lambda n=1: shown.advance(task, n)
+    except BaseException:
+      # A failed command's stderr is its one error line: the bar must not draw itself on top.
+      console.quiet = True
+      raise

@@ -33,7 +33,7 @@ def run(args):
   from jinvert import benchmark
   sizes = None
   if args.sizes is not None:
-    sizes = arguments.parse_targets(args.sizes, flag="--sizes")
+    sizes = arguments.parse_targets(args.sizes, flag="--sizes", example="1,32,256,1024")
     if 0 in sizes:
       raise JinvertError("--sizes: every size must be at least 1 restart")
   summary = benchmark.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
