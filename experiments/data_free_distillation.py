@@ -15,11 +15,13 @@ scored on the real test set. Rows:
   real training set (ceiling)         the same student training on the 60,000 real images
 Columns: the student's test accuracy, images, wall seconds (synthesis + training), and the
 agreement of an independently trained CNN with the target class on the synthesised images.
-Writes table.md, metrics.json and data_free_<dataset>.png (a grid per class) under --out.
+Writes table.md, metrics.json and data_free_<dataset>.png (a grid per class) under --out, row by
+row: a rerun with the same --images, --steps and --seed skips the rows already there.
 Every data-free row reads no data until its student is scored.
 """
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -74,6 +76,37 @@ def rows_to_run(vae):
   return rows
 
 
+def load_finished(path: Path, settings: dict) -> dict:
+  """Rows an earlier run with the same settings finished (it may have been interrupted)."""
+  if not path.exists():
+    return {}
+  earlier = json.loads(path.read_text())
+  if {k: earlier.get(k) for k in settings} != settings:
+    return {}
+  return earlier.get("teachers", {})
+
+
+def table(report: dict, steps: int) -> str:
+  lines = []
+  for name, r in report.items():
+    teacher_accuracy = r["teacher_test_accuracy"]
+    lines += [f"\n### {name} teacher ({TEACHERS[name]}, test accuracy {teacher_accuracy:.4f}), "
+              f"784-256-256-10 student, {steps} steps\n",
+              "| transfer set | student test acc. | student / teacher | images | wall s | "
+              "CNN agreement | uses data |", "|---|---|---|---|---|---|---|"]
+    for row, r in r["rows"].items():
+      agreement = "-" if r["cnn_agreement"] is None else f"{100 * r['cnn_agreement']:.1f}%"
+      mark = " (a)" if r.get("recorded_from") else ""
+      lines.append(f"| {row}{mark} | {100 * r['student_test_accuracy']:.2f}% | "
+                   f"{r['student_test_accuracy'] / teacher_accuracy:.3f} | {r['images']:,} | "
+                   f"{r['wall_seconds']:.0f} | {agreement} | {'yes' if r['uses_data'] else 'no'} |")
+  if any(r.get("recorded_from") for t in report.values() for r in t["rows"].values()):
+    lines.append("\n(a) From the log of an earlier run with the same settings that was interrupted "
+                 "before it saved its rows: accuracy and wall time only.")
+  return ("\n".join(lines) + "\n\n" + PUBLISHED +
+          "\nDAFL's student / teacher: 97.91 / 98.39 = 0.995.\n")
+
+
 def main():
   parser = common.parser(__doc__, "runs/data_free_distillation")
   parser.add_argument("--images", type=int, default=60_000, help="transfer images per row (60000)")
@@ -82,10 +115,18 @@ def main():
                       help="student steps per row")
   args = parser.parse_args()
   out = Path(args.out)
+  settings = {"images": args.images, "steps": args.steps, "seed": args.seed}
+  # every finished row is saved at once, and a rerun with the same settings skips it: a row takes
+  # minutes, and the whole table hours
+  report = load_finished(out / "metrics.json", settings)
+
+  def save():
+    common.write_json(out / "metrics.json", {**settings, "teachers": report})
+    common.atomic_write_bytes(out / "table.md", table(report, args.steps).encode())
+
   student_spec = models.get_model("mnist-mlp")
   student = student_spec.module()
   recipe = distill.StudentRecipe(steps=args.steps)
-  report, lines = {}, []
   for name in args.teachers.split(","):
     dataset = TEACHERS[name]
     apply_fn, params, meta = common.classifier(name, dataset, args.checkpoints, 0, args.data_dir)
@@ -93,13 +134,16 @@ def main():
     vae_params, _ = common.train.load_or_train(Path(args.checkpoints) / f"vae-{dataset}-s0.msgpack",
                                                "vae", dataset, 0, args.data_dir, common.log)
     ds = data.load_dataset(dataset, args.data_dir)
-    targets = np.repeat(np.arange(10), args.images // 10)
     teacher_accuracy = common.train.evaluate(distill.teacher_logits(apply_fn), params,
                                              ds.test_images, ds.test_labels)["accuracy"]
-    results = {}
+    report.setdefault(name, {"teacher_test_accuracy": teacher_accuracy, "rows": {}})
+    results = report[name]["rows"]
     images_for = {}
     for row, (preset, rounds, changes, uses_data) in rows_to_run(
         (models.get_model("vae").module(), vae_params)).items():
+      if row in results:
+        common.log(f"{name}: {row}: done earlier, {results[row]['student_test_accuracy']:.4f}")
+        continue
       common.log(f"{name}: {row}")
       key = jax.random.key(args.seed)
       init_key, run_key = jax.random.split(key)
@@ -137,31 +181,22 @@ def main():
         grid = images.reshape(10, -1, 28, 28)[:, :16]
         plots.save_grid(out / f"data_free_{dataset}.png", grid, list(range(10)),
                         f"{name}: data-free images (no data, 16 of {args.images // 10} per class)")
-    # the ceiling: the same student training on the real training images
-    t0 = time.perf_counter()
-    ceiling = distill.train_student(student, student_spec.init_params(jax.random.key(args.seed)),
-                                    ds.train_images, distill.teacher_logits(apply_fn), params,
-                                    jax.random.key(args.seed + 1), recipe)
-    results["real training set (ceiling)"] = {
-        "student_test_accuracy": common.train.evaluate(student.apply, ceiling, ds.test_images,
-                                                       ds.test_labels)["accuracy"],
-        "images": len(ds.train_images), "wall_seconds": time.perf_counter() - t0,
-        "cnn_agreement": None, "uses_data": True}
-    report[name] = {"teacher_test_accuracy": teacher_accuracy, "rows": results}
-    lines += [f"\n### {name} teacher ({dataset}, test accuracy {teacher_accuracy:.4f}), "
-              f"784-256-256-10 student, {args.steps} steps\n",
-              "| transfer set | student test acc. | student / teacher | images | wall s | "
-              "CNN agreement | uses data |", "|---|---|---|---|---|---|---|"]
-    for row, r in results.items():
-      agreement = "-" if r["cnn_agreement"] is None else f"{100 * r['cnn_agreement']:.1f}%"
-      lines.append(f"| {row} | {100 * r['student_test_accuracy']:.2f}% | "
-                   f"{r['student_test_accuracy'] / teacher_accuracy:.3f} | {r['images']:,} | "
-                   f"{r['wall_seconds']:.0f} | {agreement} | {'yes' if r['uses_data'] else 'no'} |")
-  text = "\n".join(lines) + "\n\n" + PUBLISHED + "\nDAFL's student / teacher: 97.91 / 98.39 = 0.995.\n"
-  common.atomic_write_bytes(out / "table.md", text.encode())
-  common.write_json(out / "metrics.json", {"images": args.images, "steps": args.steps,
-                                           "seed": args.seed, "teachers": report})
-  print(text)
+      save()
+    row = "real training set (ceiling)"
+    if row not in results:
+      common.log(f"{name}: {row}")
+      t0 = time.perf_counter()
+      ceiling = distill.train_student(student, student_spec.init_params(jax.random.key(args.seed)),
+                                      ds.train_images, distill.teacher_logits(apply_fn), params,
+                                      jax.random.key(args.seed + 1), recipe)
+      results[row] = {
+          "student_test_accuracy": common.train.evaluate(student.apply, ceiling, ds.test_images,
+                                                         ds.test_labels)["accuracy"],
+          "images": len(ds.train_images), "wall_seconds": time.perf_counter() - t0,
+          "cnn_agreement": None, "uses_data": True}
+      save()
+  save()
+  print(table(report, args.steps))
 
 
 if __name__ == "__main__":

@@ -90,7 +90,8 @@ def main(argv=None) -> int:
         raise
       sys.stderr.write(f"jinvert {args.command}: error: {message}\n")
       return code
-  for w in caught:
-    sys.stderr.write(f"jinvert {args.command}: warning: {_one_line(w.message)}\n")
+  # "always" catches every repeat (torch warns once per compiled step): each is said once
+  for message in dict.fromkeys(_one_line(w.message) for w in caught):
+    sys.stderr.write(f"jinvert {args.command}: warning: {message}\n")
   print(line)
   return 0

@@ -118,7 +118,7 @@ def validate(apply_fn, params, objective: Objective, targets, input_shape, steps
 def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.GradientTransformation,
                    parameterization: parameterizations.Parameterization, steps: int,
                    input_shape: tuple, transform: Callable | None = None, record_every: int = 1,
-                   record_inputs: bool = False, unroll: int = 1, on_steps: Callable | None = None,
+                   record_inputs: bool = False, on_steps: Callable | None = None,
                    report_every: int | None = None):
   """Builds the pure function `run(params, targets, keys) -> InversionResult`.
 
@@ -137,7 +137,6 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
     transform: optional robustness transform `fn(key, x) -> x` applied before the model.
     record_every: keep loss and probability every k-th step (0: keep only the first).
     record_inputs: also keep the input at each recorded step (memory: S' x T x R inputs).
-    unroll: steps per iteration of the compiled loop (fewer loop overheads for small batches).
     on_steps: called on the host with the number of steps done, every `report_every` steps
       (through `jax.debug.callback`), for a progress bar.
     report_every: steps between `on_steps` calls (default: about 1% of the steps).
@@ -193,8 +192,7 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
         kept = jax.tree.map(lambda new, old: jnp.where(j == 0, new, old), history, kept)
         return (carry, kept), None
 
-      (carry, kept), _ = jax.lax.scan(body, (carry, empty), jnp.arange(chunk),
-                                      unroll=min(unroll, chunk))
+      (carry, kept), _ = jax.lax.scan(body, (carry, empty), jnp.arange(chunk))
       return carry, kept
 
     (latent, _), (losses, probs, xs) = jax.lax.scan(recorded, carry, jnp.arange(steps // chunk))

@@ -325,3 +325,19 @@ def test_refusals_stay_small_in_memory(work):
     peak_kb = int(proc.stdout.split()[-1])
     assert peak_kb < 500 * 1024, (argv, peak_kb)
     assert "error:" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_repeated_warning_is_said_once_and_only_on_success(work, capsys, monkeypatch):
+  import warnings
+  from jinvert import invert
+  real = invert.timed_invert
+
+  def warns_twice(*args, **kwargs):
+    warnings.warn("the same thing")
+    warnings.warn("the same thing")
+    return real(*args, **kwargs)
+  monkeypatch.setattr("jinvert.invert.timed_invert", warns_twice)
+  code, out, err = run(capsys, "invert", "mlp.msgpack", *RAW, "--out", "x.npz")
+  assert code == 0, err
+  assert [line for line in err.splitlines() if "warning" in line] == [
+      "jinvert invert: warning: the same thing"], err
