@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from jinvert import data, models, objectives, parameterizations, plots, presets
+from jinvert import data, objectives, parameterizations, plots, presets
 
 
 def main():
@@ -28,16 +28,13 @@ def main():
   targets = np.arange(10)
 
   apply_fn, params, meta = common.classifier("mnist-mlp", "mnist", args.checkpoints, 0, args.data_dir)
-  judge_fn, judge_params, judge_meta = common.classifier("cnn", "mnist", args.checkpoints, 0,
-                                                         args.data_dir)
-  vae_params, _ = common.train.load_or_train(Path(args.checkpoints) / "vae-mnist-s0.msgpack", "vae",
-                                             "mnist", 0, args.data_dir, common.log)
+  judge, judge_meta = common.judge("mnist", args.checkpoints, args.data_dir)
+  vae = common.vae_prior("mnist", args.checkpoints, args.data_dir)
   train_images = data.load_dataset("mnist", args.data_dir).train_images
-  judge = (lambda p, x: judge_fn(p, x)[0], judge_params)
 
   rows, results = {}, {}
   for name, preset in (("raw", presets.raw()),
-                       ("natural", presets.natural(models.get_model("vae").module(), vae_params))):
+                       ("natural", presets.natural(*vae))):
     result, timing = common.run_preset(apply_fn, params, preset, targets, args.restarts, args.seed)
     rows[name] = common.quality(result, timing, targets, judge, train_images)
     results[name] = result

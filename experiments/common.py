@@ -7,7 +7,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jinvert import invert, metrics, models, train
 from jinvert.files import atomic_write_bytes
@@ -38,6 +37,19 @@ def classifier(name, dataset, checkpoints, seed=0, data_dir=None):
   params, meta = train.load_or_train(Path(checkpoints) / f"{name}-{dataset}-s{seed}.msgpack", name,
                                      dataset, seed, data_dir, log)
   return models.apply_with_activations(models.get_model(name).module(meta["init"])), params, meta
+
+
+def judge(dataset, checkpoints, data_dir=None):
+  """((batched logits fn, params), metadata) of the independent CNN that judges images."""
+  judge_fn, judge_params, meta = classifier("cnn", dataset, checkpoints, 0, data_dir)
+  return (lambda p, x: judge_fn(p, x)[0], judge_params), meta
+
+
+def vae_prior(dataset, checkpoints, data_dir=None):
+  """(module, params) of the natural preset's VAE for `dataset`, trained if not cached."""
+  params, _ = train.load_or_train(Path(checkpoints) / f"vae-{dataset}-s0.msgpack", "vae", dataset,
+                                  0, data_dir, log)
+  return models.get_model("vae").module(), params
 
 
 def run_preset(apply_fn, params, preset, targets, restarts, seed, objective=None, **overrides):

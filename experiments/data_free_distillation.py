@@ -26,13 +26,10 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 import common
-from jinvert import data, distill, metrics, models, objectives, parameterizations, plots, presets, \
-    transforms
+from jinvert import data, distill, metrics, models, objectives, parameterizations, plots, presets
 
 PUBLISHED = """Published, for the same setting (not measured here):
 
@@ -46,6 +43,10 @@ PUBLISHED = """Published, for the same setting (not measured here):
 """
 
 TEACHERS = {"mnist-mlp": "mnist", "fashion-mlp": "fashion-mnist"}
+INGREDIENTS = ("total variation", "L1", "dark start", "jitter+blur")
+ROWS = ["noise", "raw", "data-free", *(f"data-free - {i}" for i in INGREDIENTS),
+        "data-free - mixup", "data-free - noise", "data-free, 3 adaptive rounds",
+        "natural (uses data)", "real training set (ceiling)"]
 
 
 def without(preset: presets.Preset, ingredient: str) -> presets.Preset:
@@ -67,7 +68,7 @@ def rows_to_run(vae):
   data_free = presets.data_free()
   rows = {"noise": (None, 1, {}, False), "raw": (presets.raw(), 1, {}, False),
           "data-free": (data_free, 1, {}, False)}
-  for ingredient in ("total variation", "L1", "dark start", "jitter+blur"):
+  for ingredient in INGREDIENTS:
     rows[f"data-free - {ingredient}"] = (without(data_free, ingredient), 1, {}, False)
   rows["data-free - mixup"] = (data_free, 1, {"mixup": 0.0}, False)
   rows["data-free - noise"] = (data_free, 1, {"noise": 0.0}, False)
@@ -94,7 +95,7 @@ def table(report: dict, steps: int) -> str:
               f"784-256-256-10 student, {steps} steps\n",
               "| transfer set | student test acc. | student / teacher | images | wall s | "
               "CNN agreement | uses data |", "|---|---|---|---|---|---|---|"]
-    for row, r in r["rows"].items():
+    for row, r in sorted(r["rows"].items(), key=lambda item: ROWS.index(item[0])):
       agreement = "-" if r["cnn_agreement"] is None else f"{100 * r['cnn_agreement']:.1f}%"
       mark = " (a)" if r.get("recorded_from") else ""
       lines.append(f"| {row}{mark} | {100 * r['student_test_accuracy']:.2f}% | "
@@ -102,7 +103,7 @@ def table(report: dict, steps: int) -> str:
                    f"{r['wall_seconds']:.0f} | {agreement} | {'yes' if r['uses_data'] else 'no'} |")
   if any(r.get("recorded_from") for t in report.values() for r in t["rows"].values()):
     lines.append("\n(a) From the log of an earlier run with the same settings that was interrupted "
-                 "before it saved its rows: accuracy and wall time only.")
+                 "before it saved its rows, with the code of that time: accuracy and wall time only.")
   return ("\n".join(lines) + "\n\n" + PUBLISHED +
           "\nDAFL's student / teacher: 97.91 / 98.39 = 0.995.\n")
 
@@ -130,17 +131,15 @@ def main():
   for name in args.teachers.split(","):
     dataset = TEACHERS[name]
     apply_fn, params, meta = common.classifier(name, dataset, args.checkpoints, 0, args.data_dir)
-    judge_fn, judge_params, _ = common.classifier("cnn", dataset, args.checkpoints, 0, args.data_dir)
-    vae_params, _ = common.train.load_or_train(Path(args.checkpoints) / f"vae-{dataset}-s0.msgpack",
-                                               "vae", dataset, 0, args.data_dir, common.log)
+    (judge_fn, judge_params), _ = common.judge(dataset, args.checkpoints, args.data_dir)
+    vae = common.vae_prior(dataset, args.checkpoints, args.data_dir)
     ds = data.load_dataset(dataset, args.data_dir)
     teacher_accuracy = common.train.evaluate(distill.teacher_logits(apply_fn), params,
                                              ds.test_images, ds.test_labels)["accuracy"]
     report.setdefault(name, {"teacher_test_accuracy": teacher_accuracy, "rows": {}})
     results = report[name]["rows"]
     images_for = {}
-    for row, (preset, rounds, changes, uses_data) in rows_to_run(
-        (models.get_model("vae").module(), vae_params)).items():
+    for row, (preset, rounds, changes, uses_data) in rows_to_run(vae).items():
       if row in results:
         common.log(f"{name}: {row}: done earlier, {results[row]['student_test_accuracy']:.4f}")
         continue
@@ -171,8 +170,8 @@ def main():
                                distill.round_sizes(args.images, 10, rounds)])
       agreement = None
       if preset is not None:
-        agreement = float(np.mean(metrics.agreement(
-            lambda p, x: judge_fn(p, x)[0], judge_params, images[None], labels[None])[0]))
+        agreement = float(np.mean(metrics.agreement(judge_fn, judge_params, images[None],
+                                                    labels[None])[0]))
       results[row] = {"student_test_accuracy": accuracy, "images": len(images),
                       "wall_seconds": wall, **seconds, "cnn_agreement": agreement,
                       "uses_data": uses_data}

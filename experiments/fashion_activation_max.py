@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from jinvert import data, models, parameterizations, plots, presets
+from jinvert import data, parameterizations, plots, presets
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot")
@@ -32,18 +32,14 @@ def main():
 
   apply_fn, params, meta = common.classifier("fashion-mlp", "fashion-mnist", args.checkpoints, 0,
                                              args.data_dir)
-  judge_fn, judge_params, judge_meta = common.classifier("cnn", "fashion-mnist", args.checkpoints,
-                                                         0, args.data_dir)
-  vae_params, _ = common.train.load_or_train(
-      Path(args.checkpoints) / "vae-fashion-mnist-s0.msgpack", "vae", "fashion-mnist", 0,
-      args.data_dir, common.log)
+  judge, judge_meta = common.judge("fashion-mnist", args.checkpoints, args.data_dir)
+  vae = common.vae_prior("fashion-mnist", args.checkpoints, args.data_dir)
   train_images = data.load_dataset("fashion-mnist", args.data_dir).train_images
-  judge = (lambda p, x: judge_fn(p, x)[0], judge_params)
 
   runs = {
       "unconstrained": (presets.raw(), {"parameterization": parameterizations.pixels(constrain=False)}),
       "raw": (presets.raw(), {}),
-      "natural": (presets.natural(models.get_model("vae").module(), vae_params), {}),
+      "natural": (presets.natural(*vae), {}),
   }
   rows = {}
   for name, (preset, overrides) in runs.items():

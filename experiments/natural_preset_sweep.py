@@ -6,13 +6,12 @@ Each row optimises the VAE latent for all 10 digits x R restarts and reports the
 probability, the independent CNN's agreement, diversity and nearest-training-image distance.
 """
 
-from pathlib import Path
 
 import numpy as np
 import optax
 
 import common
-from jinvert import data, metrics, models, objectives, parameterizations, presets, transforms
+from jinvert import data, metrics, objectives, parameterizations, presets, transforms
 
 
 def main():
@@ -23,9 +22,7 @@ def main():
   apply_fn, params, _ = common.classifier(model, args.dataset, args.checkpoints, 0, args.data_dir)
   judge_fn, judge_params, _ = common.classifier("cnn", args.dataset, args.checkpoints, 0,
                                                 args.data_dir)
-  vae_params, _ = common.train.load_or_train(Path(args.checkpoints) / f"vae-{args.dataset}-s0.msgpack",
-                                             "vae", args.dataset, 0, args.data_dir, common.log)
-  vae = models.get_model("vae").module()
+  vae, vae_params = common.vae_prior(args.dataset, args.checkpoints, args.data_dir)
   decode = presets.vae_decode_fn(vae, vae_params)
   ds = data.load_dataset(args.dataset, args.data_dir)
   judge = (lambda p, x: judge_fn(p, x)[0], judge_params)

@@ -15,7 +15,7 @@ import numpy as np
 from flax import serialization
 
 from jinvert.errors import JinvertError
-from jinvert.files import atomic_write_bytes
+from jinvert.files import atomic_write_bytes, read_input
 from jinvert.models import get_model
 
 FORMAT = "jinvert-checkpoint"
@@ -100,12 +100,7 @@ def load_checkpoint(path, expect_model: str | None = None):
       model; any array's shape or dtype differing from the model's; NaN or inf in a weight.
   """
   path = Path(path)
-  try:
-    raw = path.read_bytes()
-  except FileNotFoundError:
-    raise JinvertError(f"{path}: no such checkpoint") from None
-  except OSError as e:
-    raise JinvertError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
+  raw = read_input(path, "checkpoint")
   try:
     blob = serialization.msgpack_restore(raw)
   except Exception as e:  # msgpack raises several types for truncated or foreign bytes

@@ -289,6 +289,17 @@ class Outputs:
     return commit(files)
 
 
+def read_input(path, what: str) -> bytes:
+  """The bytes of an input file; a missing or unreadable file is a JinvertError naming `what`."""
+  path = Path(path)
+  try:
+    return path.read_bytes()
+  except FileNotFoundError:
+    raise JinvertError(f"{path}: no such {what}") from None
+  except OSError as e:
+    raise JinvertError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+
+
 def read_npy(path, flag: str, max_bytes: int = 2 ** 30):
   """Reads one numeric `.npy` array given on the command line, never unpickling.
 

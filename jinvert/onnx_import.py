@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jinvert.errors import JinvertError
+from jinvert.files import read_input
 
 MIN_OPSET = 13
 
@@ -317,12 +318,7 @@ def _needed(nodes, output: str) -> list:
 def _read(path):
   import onnx
   path = Path(path)
-  try:
-    raw = path.read_bytes()
-  except FileNotFoundError:
-    raise JinvertError(f"{path}: no such file") from None
-  except OSError as e:
-    raise JinvertError(f"{path}: cannot read it ({e.strerror or e})") from None
+  raw = read_input(path, "file")
   try:
     model = onnx.load_from_string(raw)
     onnx.checker.check_model(model)

@@ -11,7 +11,6 @@ descent never moves. A target outside (0, 1) is reported unreachable, never NaN.
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 

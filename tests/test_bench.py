@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import pytest
 
 from jinvert import benchmark, invert, memory, models, parameterizations
-from jinvert.errors import JinvertError
 from test_cli import assert_one_line_error, run_cli
 from conftest import REPO
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from jinvert import checkpoint, models
+from jinvert import checkpoint
 from jinvert.cli import main
 from conftest import REPO, idx_bytes, write_tiny_dataset
 

@@ -6,7 +6,6 @@ import pytest
 
 from jinvert import checkpoint, models
 from jinvert.arguments import parse_targets
-from jinvert.cli import main
 from jinvert.errors import JinvertError
 from test_cli import assert_one_line_error, run_cli
 

@@ -10,7 +10,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from jinvert.errors import JinvertError  # noqa: E402
-from jinvert.onnx_import import OPS, load_onnx  # noqa: E402
+from jinvert.onnx_import import load_onnx  # noqa: E402
 
 NEWEST = onnx.defs.onnx_opset_version()
 rng = np.random.default_rng(0)
