@@ -16,7 +16,8 @@ scored on the real test set. Rows:
 Columns: the student's test accuracy, images, wall seconds (synthesis + training), and the
 agreement of an independently trained CNN with the target class on the synthesised images.
 Writes table.md, metrics.json and data_free_<dataset>.png (a grid per class) under --out, row by
-row: a rerun with the same --images, --steps and --seed skips the rows already there.
+row: a rerun with the same --images, --steps and --seed skips the rows already there. The rows
+the question needs (noise, raw, data-free, the ceiling) run first for every teacher, then the rest.
 Every data-free row reads no data until its student is scored.
 """
 
@@ -128,72 +129,83 @@ def main():
   student_spec = models.get_model("mnist-mlp")
   student = student_spec.module()
   recipe = distill.StudentRecipe(steps=args.steps)
-  for name in args.teachers.split(","):
-    dataset = TEACHERS[name]
-    apply_fn, params, meta = common.classifier(name, dataset, args.checkpoints, 0, args.data_dir)
-    (judge_fn, judge_params), _ = common.judge(dataset, args.checkpoints, args.data_dir)
-    vae = common.vae_prior(dataset, args.checkpoints, args.data_dir)
-    ds = data.load_dataset(dataset, args.data_dir)
-    teacher_accuracy = common.train.evaluate(distill.teacher_logits(apply_fn), params,
-                                             ds.test_images, ds.test_labels)["accuracy"]
-    report.setdefault(name, {"teacher_test_accuracy": teacher_accuracy, "rows": {}})
-    results = report[name]["rows"]
-    images_for = {}
-    for row, (preset, rounds, changes, uses_data) in rows_to_run(vae).items():
-      if row in results:
-        common.log(f"{name}: {row}: done earlier, {results[row]['student_test_accuracy']:.4f}")
-        continue
-      common.log(f"{name}: {row}")
-      key = jax.random.key(args.seed)
-      init_key, run_key = jax.random.split(key)
-      row_recipe = dataclasses.replace(recipe, **changes)
-      cached = images_for.get((id(preset), rounds)) if changes else None
-      t0 = time.perf_counter()
-      if cached is None:
-        student_params, images, seconds = distill.distill(
-            apply_fn, params, student, student_spec.init_params(init_key), args.images, 10,
-            (28, 28), run_key, preset, rounds, row_recipe)
-        images_for[(id(preset), rounds)] = images
-      else:  # a change to the student's training only: the same images
-        images = cached
-        t1 = time.perf_counter()
-        student_params = distill.train_student(student, student_spec.init_params(init_key), images,
-                                               distill.teacher_logits(apply_fn), params,
-                                               jax.random.split(jax.random.fold_in(run_key, 0))[1],
-                                               row_recipe)
-        seconds = {"synth_seconds": 0.0, "train_seconds": time.perf_counter() - t1}
-      wall = time.perf_counter() - t0
-      accuracy = common.train.evaluate(student.apply, student_params, ds.test_images,
-                                       ds.test_labels)["accuracy"]
-      # the transfer set is class-major, as targets; rounds > 1 append round by round
-      labels = np.concatenate([np.repeat(np.arange(10), n // 10) for n in
-                               distill.round_sizes(args.images, 10, rounds)])
-      agreement = None
-      if preset is not None:
-        agreement = float(np.mean(metrics.agreement(judge_fn, judge_params, images[None],
-                                                    labels[None])[0]))
-      results[row] = {"student_test_accuracy": accuracy, "images": len(images),
-                      "wall_seconds": wall, **seconds, "cnn_agreement": agreement,
-                      "uses_data": uses_data}
-      common.log(f"  {accuracy:.4f} ({wall:.0f} s)")
-      if row == "data-free":
-        grid = images.reshape(10, -1, 28, 28)[:, :16]
-        plots.save_grid(out / f"data_free_{dataset}.png", grid, list(range(10)),
-                        f"{name}: data-free images (no data, 16 of {args.images // 10} per class)")
-      save()
-    row = "real training set (ceiling)"
-    if row not in results:
-      common.log(f"{name}: {row}")
-      t0 = time.perf_counter()
-      ceiling = distill.train_student(student, student_spec.init_params(jax.random.key(args.seed)),
-                                      ds.train_images, distill.teacher_logits(apply_fn), params,
-                                      jax.random.key(args.seed + 1), recipe)
-      results[row] = {
-          "student_test_accuracy": common.train.evaluate(student.apply, ceiling, ds.test_images,
-                                                         ds.test_labels)["accuracy"],
-          "images": len(ds.train_images), "wall_seconds": time.perf_counter() - t0,
-          "cnn_agreement": None, "uses_data": True}
-      save()
+  contexts = {}
+
+  def context(name):
+    """The teacher, its judge, prior and data, loaded once per teacher."""
+    if name not in contexts:
+      dataset = TEACHERS[name]
+      apply_fn, params, _ = common.classifier(name, dataset, args.checkpoints, 0, args.data_dir)
+      judge, _ = common.judge(dataset, args.checkpoints, args.data_dir)
+      vae = common.vae_prior(dataset, args.checkpoints, args.data_dir)
+      ds = data.load_dataset(dataset, args.data_dir)
+      report.setdefault(name, {"teacher_test_accuracy": common.train.evaluate(
+          distill.teacher_logits(apply_fn), params, ds.test_images, ds.test_labels)["accuracy"],
+                               "rows": {}})
+      contexts[name] = {"dataset": dataset, "teacher": (apply_fn, params), "judge": judge,
+                        "rows": rows_to_run(vae), "ds": ds, "images_for": {}}
+    return contexts[name]
+
+  def run_row(name, row):
+    c = context(name)
+    apply_fn, params = c["teacher"]
+    ds = c["ds"]
+    key = jax.random.key(args.seed)
+    init_key, run_key = jax.random.split(key)
+    t0 = time.perf_counter()
+    if row == "real training set (ceiling)":  # the same student training on the real images
+      student_params = distill.train_student(student, student_spec.init_params(init_key),
+                                             ds.train_images, distill.teacher_logits(apply_fn),
+                                             params, jax.random.key(args.seed + 1), recipe)
+      return student_params, {"images": len(ds.train_images), "wall_seconds":
+                              time.perf_counter() - t0, "cnn_agreement": None, "uses_data": True}
+    preset, rounds, changes, uses_data = c["rows"][row]
+    row_recipe = dataclasses.replace(recipe, **changes)
+    cached = c["images_for"].get((id(preset), rounds)) if changes else None
+    if cached is None:
+      student_params, images, seconds = distill.distill(
+          apply_fn, params, student, student_spec.init_params(init_key), args.images, 10,
+          (28, 28), run_key, preset, rounds, row_recipe)
+      c["images_for"][(id(preset), rounds)] = images
+    else:  # a change to the student's training only: the same images
+      images = cached
+      t1 = time.perf_counter()
+      student_params = distill.train_student(student, student_spec.init_params(init_key), images,
+                                             distill.teacher_logits(apply_fn), params,
+                                             jax.random.split(jax.random.fold_in(run_key, 0))[1],
+                                             row_recipe)
+      seconds = {"synth_seconds": 0.0, "train_seconds": time.perf_counter() - t1}
+    wall = time.perf_counter() - t0
+    # the transfer set is class-major, as targets; rounds > 1 append round by round
+    labels = np.concatenate([np.repeat(np.arange(10), n // 10) for n in
+                             distill.round_sizes(args.images, 10, rounds)])
+    agreement = None
+    if preset is not None:
+      agreement = float(np.mean(metrics.agreement(*c["judge"], images[None], labels[None])[0]))
+    if row == "data-free":
+      grid = images.reshape(10, -1, 28, 28)[:, :16]
+      plots.save_grid(out / f"data_free_{c['dataset']}.png", grid, list(range(10)),
+                      f"{name}: data-free images (no data, 16 of {args.images // 10} per class)")
+    return student_params, {"images": len(images), "wall_seconds": wall, **seconds,
+                            "cnn_agreement": agreement, "uses_data": uses_data}
+
+  # the rows the question needs first, for every teacher; then the ablations
+  first = ["noise", "raw", "data-free", "real training set (ceiling)"]
+  for rows in (first, [row for row in ROWS if row not in first]):
+    for name in args.teachers.split(","):
+      for row in rows:
+        done = report.get(name, {}).get("rows", {})
+        if row in done:
+          common.log(f"{name}: {row}: done earlier, {done[row]['student_test_accuracy']:.4f}")
+          continue
+        common.log(f"{name}: {row}")
+        student_params, result = run_row(name, row)
+        ds = context(name)["ds"]
+        accuracy = common.train.evaluate(student.apply, student_params, ds.test_images,
+                                         ds.test_labels)["accuracy"]
+        report[name]["rows"][row] = {"student_test_accuracy": accuracy, **result}
+        common.log(f"  {accuracy:.4f} ({result['wall_seconds']:.0f} s)")
+        save()
   save()
   print(table(report, args.steps))
 
