@@ -17,7 +17,7 @@ Columns: the student's test accuracy, images, wall seconds (synthesis + training
 agreement of an independently trained CNN with the target class on the synthesised images.
 Writes table.md, metrics.json and data_free_<dataset>.png (a grid per class) under --out, row by
 row: a rerun with the same --images, --steps and --seed skips the rows already there. The rows
-the question needs (noise, raw, data-free, the ceiling) run first for every teacher, then the rest.
+the question needs (noise, raw, data-free, the ceiling, natural) run first for every teacher, then the rest.
 Every data-free row reads no data until its student is scored.
 """
 
@@ -190,7 +190,7 @@ def main():
                             "cnn_agreement": agreement, "uses_data": uses_data}
 
   # the rows the question needs first, for every teacher; then the ablations
-  first = ["noise", "raw", "data-free", "real training set (ceiling)"]
+  first = ["noise", "raw", "data-free", "real training set (ceiling)", "natural (uses data)"]
   for rows in (first, [row for row in ROWS if row not in first]):
     for name in args.teachers.split(","):
       for row in rows:
