@@ -139,9 +139,10 @@ def main():
       judge, _ = common.judge(dataset, args.checkpoints, args.data_dir)
       vae = common.vae_prior(dataset, args.checkpoints, args.data_dir)
       ds = data.load_dataset(dataset, args.data_dir)
-      report.setdefault(name, {"teacher_test_accuracy": common.train.evaluate(
-          distill.teacher_logits(apply_fn), params, ds.test_images, ds.test_labels)["accuracy"],
-                               "rows": {}})
+      if name not in report:  # scored once, the first time the teacher is seen
+        report[name] = {"teacher_test_accuracy": common.train.evaluate(
+            distill.teacher_logits(apply_fn), params, ds.test_images, ds.test_labels)["accuracy"],
+                        "rows": {}}
       contexts[name] = {"dataset": dataset, "teacher": (apply_fn, params), "judge": judge,
                         "rows": rows_to_run(vae), "ds": ds, "images_for": {}}
     return contexts[name]

@@ -233,17 +233,7 @@ def products_bound(params, batch: int, steps: int, torch=None, device: str = "cp
         h = h @ w
       return x + 1e-30 * h
 
-    def timed():
-      y = x
-      if dev == "cuda":
-        torch.cuda.synchronize()
-      t = time.perf_counter()
-      for _ in range(steps):
-        y = chain_torch(y)
-      if dev == "cuda":
-        torch.cuda.synchronize()
-      return time.perf_counter() - t
-
+    _, timed = torch_timer(torch, chain_torch, x, steps, device)
     timed()
     bound["torch"] = min(timed() for _ in range(3)) / steps
   return bound

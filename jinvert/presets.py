@@ -38,7 +38,7 @@ CNN reads the images as their target (`experiments/data_free_distillation.py`, s
   - total variation:             97.44% / 88.06%           59.1% / 97.6%
   - L1:                          97.56% / 87.60%           58.4% / 99.3%
   natural (the VAE, uses data):  97.80% / 88.11%           98.2% / 94.0%
-  the real training images:      97.96% / 88.02%           -
+  the real training images:      97.89% / 88.02%           -
 (* the MNIST ablations' agreement is on 10 x 32 images, where data-free itself read 60.6%; their
 students come from an earlier run of the same script.) Of the student's training: without mixup
 97.33% / 87.71%, without input noise on the transfer images 85.44% / 84.40%.
