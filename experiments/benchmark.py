@@ -1,7 +1,7 @@
 """The accelerator benchmark; the same as `jinvert bench` (see `jinvert bench --help`).
 
     python experiments/benchmark.py [--restarts R] [--steps S] [--device cpu|gpu] [--precision ...]
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python experiments/benchmark.py --sizes 256
+    JAX_NUM_CPU_DEVICES=1 python experiments/benchmark.py --sizes 256   # one CPU device
 
 Results and the exact commands are kept in experiments/BENCHMARKS.md.
 """

@@ -3,9 +3,10 @@
     python experiments/progress_cost.py [--restarts 256] [--steps 500] [--rounds 5]
 
 Compiles the benchmark's workload (mnist-mlp, class logit, SGD, box) twice at R and S, once with
-a progress callback every 1% of the steps (`make_inversion(on_steps=...)`: a host callback
+a progress callback every 2% of the steps (`make_inversion(on_steps=...)`: a host callback
 through `jax.debug.callback` inside the loop, as `jinvert invert` uses it) and once without,
-then times them in alternating rounds and reports the median per-round cost.
+then times them in alternating rounds and reports the median per-round cost. Like the command
+line, it splits the lanes over a CPU device per core (`jinvert.devices`).
 """
 
 import argparse
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jinvert import invert, models, objectives, parameterizations
+from jinvert import devices, invert, models, objectives, parameterizations
 from jinvert.benchmark import LEARNING_RATE
 from jinvert.timing import compile_timed, time_calls
 
@@ -26,9 +27,13 @@ def main():
   parser.add_argument("--steps", type=int, default=500)
   parser.add_argument("--rounds", type=int, default=5)
   args = parser.parse_args()
+  devices.use_every_core()  # as the command line does, before JAX starts
   spec = models.get_model("mnist-mlp")
   params = spec.init_params(jax.random.key(0))
   targets, keys = jnp.arange(10), invert.lane_keys(jax.random.key(0), 10, args.restarts)
+  sharding = invert.lane_sharding(10, args.restarts)  # split as `jinvert invert` splits them
+  if sharding is not None:
+    keys = jax.device_put(keys, sharding)
   reports = []
   compiled = {}
   for name, on_steps in (("without", None), ("with progress", reports.append)):
@@ -44,9 +49,9 @@ def main():
   cost = statistics.median(w / wo for w, wo in zip(seconds["with progress"], seconds["without"]))
   print(f"R={args.restarts}, S={args.steps}, {args.rounds} alternating rounds: without "
         f"{statistics.median(seconds['without']):.3f} s, with a report every "
-        f"{max(1, args.steps // 100)} steps {statistics.median(seconds['with progress']):.3f} s "
+        f"{max(1, args.steps // 50)} steps {statistics.median(seconds['with progress']):.3f} s "
         f"(median); cost {100 * (cost - 1):+.2f}% ({len(reports) // (args.rounds + 1)} reports "
-        "per call)")
+        f"per call, {len(jax.devices())} devices)")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ References, timed in the same process on the same device with the same weights:
                  compiled gradient call per step handing numpy arrays back;
   class_loop     the same loop on one class at a time, its R restarts batched in each call;
   torch_eager    PyTorch, all targets and restarts batched, eager autograd per step;
-  torch_compile  the same step under torch.compile.
-They run fewer steps than jinvert and are reported as image-steps per second, timed in rounds
-interleaved with jinvert's headline call (`interleaved_rates`).
+  torch_compile  the whole step under torch.compile(fullgraph=True) (and the graph-breaking
+                 variant earlier versions timed, `torch_compile_autograd`).
+They run fewer steps than jinvert and are reported as image-steps per second, timed at every
+size in rounds interleaved with jinvert's call of that size, each timed pass after an untimed
+one of its own (`interleaved_rates`).
 """
 
 import contextlib
@@ -45,16 +47,18 @@ def flops_per_image_step(params) -> int:
   return 4 * sum(int(np.prod(layer["kernel"].shape)) for layer in dense_layers(params))
 
 
-def workload(params, restarts: int, steps: int, shard: bool = False):
-  """(compiled-ready jitted fn, targets, keys) for the benchmark inversion."""
+def workload(params, restarts: int, steps: int, devices=None):
+  """(compiled-ready jitted fn, targets, keys) for the benchmark inversion; with several
+  `devices`, the lanes split over them as `invert` splits them (`invert.lane_sharding`)."""
   module = models.get_model("mnist-mlp").module()
   run = jax.jit(invert.make_inversion(module.apply, objectives.class_logit(),
                                       optax.sgd(LEARNING_RATE), parameterizations.pixels(), steps,
                                       (28, 28), record_every=0))
   targets = jnp.arange(10)
   keys = invert.lane_keys(jax.random.key(0), 10, restarts)
-  if shard:
-    keys = jax.device_put(keys, invert.restart_sharding(restarts))
+  sharding = invert.lane_sharding(10, restarts, devices) if devices else None
+  if sharding is not None:
+    keys = jax.device_put(keys, sharding)
   return run, targets, keys
 
 
@@ -200,13 +204,20 @@ def reference_differences(torch, params, restarts: int, steps: int, device: str)
   return differences
 
 
-def products_bound(params, batch: int, steps: int, torch=None, device: str = "cpu"):
+def products_bound(params, batch: int, steps: int, torch=None, device: str = "cpu",
+                   devices=None):
   """Seconds per step of the step's six products alone, at its exact shapes, in a loop of
   `steps` chained steps (each product reads the last, so none can be hoisted): with XLA (a
-  compiled scan) and with torch (its matmuls, op by op). Returns {"xla": s, "torch": s}."""
+  compiled scan; its rows split over `devices` as the engine splits its lanes, when their
+  count divides `batch` / 10) and with torch (its matmuls, op by op). Returns
+  {"xla": s, "torch": s}."""
   layers = dense_layers(params)
   kernels = [jnp.asarray(l["kernel"]) for l in layers]
   x0 = jax.random.uniform(jax.random.key(0), (batch, kernels[0].shape[0]))
+  sharding = invert.lane_sharding(10, batch // 10, devices) if devices else None
+  if sharding is not None:  # rows are lanes in target-major order: split them alike
+    x0 = jax.device_put(x0, jax.sharding.NamedSharding(
+        sharding.mesh, jax.sharding.PartitionSpec("lanes", None)))
 
   def chain(x, _):
     h = x
@@ -240,24 +251,27 @@ def products_bound(params, batch: int, steps: int, torch=None, device: str = "cp
 
 
 def interleaved_rates(timers: dict, rounds: int):
-  """Runs every timer once untimed (one-time costs such as compiling eager operations stay
-  out), then once per round, in turn, so that a shared machine's drifting speed touches all of
-  them alike.
+  """Times every timer once per round, in turn, so that a shared machine's drifting speed
+  touches all of them alike; each timed pass follows an untimed pass of its own.
+
+  The untimed pass keeps one timer's leftovers out of the next one's time: one-time costs
+  (compiling eager operations), and the worker threads a library leaves spinning after it
+  returns. On 2 cores jinvert's R = 1 pass ran at 90,000 image-steps/s right after a torch
+  pass and at 154,000 right after its own (`experiments/BENCHMARKS.md`).
 
   Args:
     timers: name -> (image-steps per pass, function running one pass and returning seconds);
       must hold "jinvert".
-    rounds: passes per timer.
+    rounds: timed passes per timer.
 
   Returns:
     (name -> median image-steps per second, name -> median over rounds of jinvert's rate over
     that timer's rate in the same round).
   """
-  for _, run in timers.values():
-    run()
   per_round = {name: [] for name in timers}
   for _ in range(rounds):
     for name, (work, run) in timers.items():
+      run()
       per_round[name].append(work / run())
   rates = {name: statistics.median(r) for name, r in per_round.items()}
   ratios = {name: statistics.median(j / r for j, r in zip(per_round["jinvert"], per_round[name]))
@@ -270,14 +284,14 @@ def memory_stats(device) -> dict:
   return (device.memory_stats() if hasattr(device, "memory_stats") else None) or {}
 
 
-def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = False):
+def run_size(params, restarts: int, steps: int, repeats: int, devices=None):
   """Times one size.
 
   Returns:
     (a dict of the measurements, the last call's InversionResult, a function that times one
     more call of the same executable and returns its seconds).
   """
-  fn, targets, keys = workload(params, restarts, steps, shard)
+  fn, targets, keys = workload(params, restarts, steps, devices)
   args = (params, targets, keys)
   compiled, compile_seconds = compile_timed(fn, args)
   memory.require(memory.compiled_bytes(compiled), memory.available_bytes(),
@@ -293,7 +307,8 @@ def run_size(params, restarts: int, steps: int, repeats: int, shard: bool = Fals
           "peak_bytes": peak}, result, lambda: time_calls(compiled, args)[1][0]
 
 
-def largest_restarts(params, steps: int, start: int, stop: int, device, log=None) -> dict | None:
+def largest_restarts(params, steps: int, start: int, stop: int, device, log=None,
+                     devices=None) -> dict | None:
   """The largest R, doubling from `start` up to `stop`, whose inversion of S = `steps` runs.
 
   Each size is compiled for `device` (which must be the default device), skipped when XLA's
@@ -309,7 +324,7 @@ def largest_restarts(params, steps: int, start: int, stop: int, device, log=None
   limit = memory.available_bytes(device)
   best, r = None, start
   while r <= stop:
-    fn, targets, keys = workload(params, r, steps)
+    fn, targets, keys = workload(params, r, steps, devices)
     args = (params, targets, keys)
     try:
       compiled, _ = compile_timed(fn, args)
@@ -368,6 +383,7 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
                  "use a smaller --restarts")
   params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
   flops = flops_per_image_step(params)
+  devices = jax.devices(device)
   with jax.default_device(target_device), jax.default_matmul_precision(PRECISIONS[precision]):
     peak_n = 8192 if device == "gpu" else 2048
     peak = matmul_peak(peak_n)
@@ -375,6 +391,9 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
           f"({jax.default_backend()}), jax {jax.__version__}, precision {precision}")
     print(f"work per image-step: {flops:,} FLOP (2 x MACs forward + backward to the input); "
           f"matmul peak {peak:,.0f} GFLOP/s ({peak_n}^3 float32, precision {precision})")
+    if len(devices) > 1:
+      print(f"{len(devices)} {device} devices: each size's lanes split over them where their count "
+            "divides the 10 targets or R (`invert.lane_sharding`), as `invert` runs them")
     try:
       import torch
     except ImportError:
@@ -388,7 +407,7 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
     passes = {}
     for r in sizes:
       try:
-        row, result, one_pass = run_size(params, r, steps, repeats)
+        row, result, one_pass = run_size(params, r, steps, repeats, devices)
       except Exception as e:  # out of memory: above the headline, stop growing; else refuse
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
         if r <= restarts:
@@ -396,7 +415,7 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
         log(f"R={r}: {reason}")
         break
       row["peak_fraction"] = row["gflops"] / peak
-      bound = products_bound(params, 10 * r, steps, torch, device)
+      bound = products_bound(params, 10 * r, steps, torch, device, devices)
       row["products_seconds"] = bound
       row["bound_image_steps_per_s"] = 10 * r / min(t for t in bound.values() if t)
       row["bound_fraction"] = row["image_steps_per_s"] / row["bound_image_steps_per_s"]
@@ -424,9 +443,9 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
         print(f"\nreferences against jinvert's step rule, 5 steps from the same start at "
               f"R={restarts}: max |image difference| " +
               ", ".join(f"{k} {v:.2g}" for k, v in differences.items()))
-      print(f"\nreferences (image-steps/s, median of {repeats} interleaved rounds; jinvert / "
-            "reference is the median of the rounds' ratios; % of the bound: of the faster "
-            "products-alone time at that size):")
+      print(f"\nreferences (image-steps/s, median of {repeats} interleaved rounds, each timed "
+            "pass after an untimed one of its own; jinvert / reference is the median of the "
+            "rounds' ratios; % of the bound: of the faster products-alone time at that size):")
       print("| R | jinvert | seed_loop | class_loop | torch_eager | torch_compile_autograd "
             "(graph breaks) | torch_compile (whole step, fullgraph) | jinvert / best torch | "
             "jinvert % of bound | best torch % of bound |")
@@ -473,18 +492,11 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
             f"{drift['max_abs_image']:.3g}, max |target probability difference| "
             f"{drift['max_abs_target_prob']:.3g}")
 
-    sharded = None
-    if len(jax.devices(device)) > 1 and restarts % len(jax.devices(device)) == 0:
-      row, _, _ = run_size(params, restarts, steps, repeats, shard=True)
-      sharded = {"devices": len(jax.devices(device)), "image_steps_per_s": row["image_steps_per_s"]}
-      print(f"\nsharded over {sharded['devices']} devices: {row['image_steps_per_s']:,.0f} "
-            f"image-steps/s ({row['image_steps_per_s'] / headline['image_steps_per_s']:.2f}x one call "
-            "unsharded)")
-
     largest = None
     if largest_up_to:
       log(f"largest R for S={steps}: doubling from {restarts} up to {largest_up_to}")
-      largest = largest_restarts(params, steps, restarts, largest_up_to, target_device, log)
+      largest = largest_restarts(params, steps, restarts, largest_up_to, target_device, log,
+                                 devices)
       if largest:
         print(f"\nlargest R that ran for S={steps} (at most {largest_up_to}): "
               f"{largest['restarts']:,} ({10 * largest['restarts']:,} images), "
@@ -502,4 +514,4 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
                                "best_torch_bound_fraction": v["best_torch_bound_fraction"]}
                       for r, v in by_size.items()},
           "reference_differences": differences,
-          "precision_drift": drift, "sharded": sharded, "largest": largest, "sizes": rows}
+          "precision_drift": drift, "devices": len(devices), "largest": largest, "sizes": rows}

@@ -7,6 +7,7 @@ line on stderr, no traceback:
           (or JINVERT_DEBUG=1), which shows the traceback;
   exit 130 interrupted (Ctrl-C); nothing is half-written.
 Warnings raised while a command runs are printed, one line each, only when it succeeds.
+JAX gets one CPU device per core (`jinvert.devices`; `JAX_NUM_CPU_DEVICES=1` keeps one).
 """
 
 import argparse
@@ -80,6 +81,8 @@ def main(argv=None) -> int:
   except SystemExit as e:  # a usage error (its line is written) or --help
     return e.code if isinstance(e.code, int) else 2
   debug = getattr(args, "debug", False) or os.environ.get("JINVERT_DEBUG") == "1"
+  from jinvert import devices
+  devices.use_every_core()  # one CPU device per core, before JAX starts: lanes split over them
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     try:

@@ -139,14 +139,15 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
     record_inputs: also keep the input at each recorded step (memory: S' x T x R inputs).
     on_steps: called on the host with the number of steps done, every `report_every` steps
       (through `jax.debug.callback`), for a progress bar.
-    report_every: steps between `on_steps` calls (default: about 1% of the steps).
+    report_every: steps between `on_steps` calls (default: about 2% of the steps; a report
+      costs the loop about 0.5 ms on a 2-core CPU, see experiments/progress_cost.py).
   """
   model = _single(apply_fn)
   report = _report(objective.target_kind)
   if record_every < 0 or (record_every and steps % record_every):
     raise JinvertError(f"record_every must divide steps ({steps}), got {record_every}")
   chunk = record_every or steps
-  every = report_every or max(1, steps // 100)
+  every = report_every or max(1, steps // 50)
 
   def lane_init(key):
     init_key, step_key = jax.random.split(key)  # as `starting_inputs`
@@ -223,8 +224,38 @@ def restart_sharding(restarts: int):
   if restarts % len(devices):
     raise JinvertError(f"restarts ({restarts}) must be a multiple of the {len(devices)} devices "
                        "to shard over them")
-  mesh = jax.sharding.Mesh(np.array(devices), ("restarts",))
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "restarts"))
+  return _split(devices, 1)
+
+
+def lane_sharding(n_targets: int, restarts: int | None = None, devices=None):
+  """How to split (T, R) lanes over several devices, or None to keep them on one.
+
+  The targets axis when the device count divides T, else the restarts axis when it divides R
+  (pass `restarts=None` when the restarts may run in chunks: then only targets are split).
+  Lanes are independent, so each device runs its share without waiting on the others; with
+  one device per CPU core (`jinvert.devices.use_every_core`) this keeps every core busy.
+
+  Args:
+    n_targets, restarts: T and R.
+    devices: the devices to use (default `jax.devices()`).
+  """
+  devices = list(devices or jax.devices())
+  if len(devices) == 1:
+    return None
+  if n_targets % len(devices) == 0:
+    return _split(devices, 0)
+  if restarts is not None and restarts % len(devices) == 0:
+    return _split(devices, 1)
+  return None
+
+
+def _split(devices, axis: int):
+  mesh = jax.sharding.Mesh(np.array(devices), ("lanes",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*[None] * axis, "lanes"))
+
+
+def _splits_restarts(sharding) -> bool:
+  return sharding is not None and len(sharding.spec) > 1 and sharding.spec[1] is not None
 
 
 def lane_keys(key, n_targets: int, restarts: int):
@@ -257,14 +288,14 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
 
   The results must fit in host memory (checked from their shapes before anything is compiled
   or allocated); the compiled call must fit in the device's memory by XLA's own estimate, else
-  the restarts are split into equal chunks that do (unless they are sharded over devices).
+  the restarts are split into equal chunks that do (unless the sharding splits the restarts).
 
   Args:
     run: the jitted inversion (`make_inversion`).
     params, targets: its arguments.
     restarts: R.
     device_bytes, host_bytes: memory free (default: `jinvert.memory`'s reading).
-    sharding: the keys' sharding (`restart_sharding`), if any.
+    sharding: the keys' sharding (`lane_sharding`, `restart_sharding`), if any.
     max_chunk: at most this many restarts per call (for progress, or a memory budget).
 
   Returns:
@@ -283,9 +314,11 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
   while True:
     compiled = run.lower(params, targets, _abstract_keys(n, chunk, sharding)).compile()
     need = memory.compiled_bytes(compiled)
+    if need is not None and sharding is not None and jax.devices()[0].platform == "cpu":
+      need *= len(sharding.device_set)  # XLA counts one device's share; CPU devices share RAM
     if need is None or device_bytes is None or need <= device_bytes:
       return compiled, chunk
-    if sharding is not None or chunk == 1:
+    if _splits_restarts(sharding) or chunk == 1:
       memory.require(need, device_bytes, f"the inversion of {n} targets x {chunk:,} restarts",
                      _HINT)
     # restarts cost memory in proportion (plus a fixed part the next check catches)
@@ -317,6 +350,7 @@ def run_chunks(compiled, params, targets, keys, chunk: int, on_chunk=None):
     part = keys[:, start:start + chunk]
     if part.shape[1] < chunk:  # pad the last chunk: one executable serves every chunk
       part = jnp.concatenate([part, jnp.repeat(part[:, -1:], chunk - part.shape[1], 1)], 1)
+    part = jax.device_put(part, keys.sharding)  # where the executable expects its keys
     result, (s,) = time_calls(compiled, (params, targets, part))
     pieces.append(jax.device_get(result))
     seconds += s
@@ -340,15 +374,16 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
                  optimizer: optax.GradientTransformation | None = None,
                  parameterization: parameterizations.Parameterization | None = None,
                  transform: Callable | None = None, record_every: int = 1,
-                 record_inputs: bool = False, shard: bool = False, device_bytes=None,
+                 record_inputs: bool = False, shard: bool | None = None, device_bytes=None,
                  host_bytes=None, on_steps: Callable | None = None):
-  """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds", "chunks"}).
+  """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds", "chunks",
+  "devices"}).
 
   Compilation (`lower().compile()`) is timed apart from the compiled calls, each timed up to
-  `block_until_ready`. Arguments as for `invert`; `shard` splits the restarts over all devices
-  (see `restart_sharding`). When the call does not fit in memory by XLA's estimate, the
-  restarts run in chunks that do, with the same results (`plan_restarts`). `on_steps(n)` is
-  called as the steps advance, `steps` in all over however many calls (a progress bar).
+  `block_until_ready`. Arguments as for `invert`. When the call does not fit in memory by XLA's
+  estimate, the restarts run in chunks that do, with the same results (`plan_restarts`).
+  `on_steps(n)` is called as the steps advance, `steps` in all over however many calls (a
+  progress bar).
   """
   targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
   calls = [1]  # known once planned; the compiled loop's reports are scaled by it
@@ -357,24 +392,34 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
                                parameterization or parameterizations.pixels(), steps,
                                tuple(input_shape), transform, record_every, record_inputs,
                                on_steps=report))
-  sharding = restart_sharding(restarts) if shard else None
+  if shard is None:
+    sharding = lane_sharding(len(targets), restarts)
+  else:
+    sharding = restart_sharding(restarts) if shard else None
   t0 = time.perf_counter()
-  compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
-                                  sharding)
+  try:
+    compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
+                                    sharding)
+  except JinvertError:
+    if shard is not None or not _splits_restarts(sharding):
+      raise
+    sharding = None  # split restarts cannot run in chunks: one device, in chunks
+    compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes)
   calls[0] = -(-restarts // chunk)
   compile_seconds = time.perf_counter() - t0
   keys = lane_keys(key, len(targets), restarts)
-  if shard:
+  if sharding is not None:
     keys = jax.device_put(keys, sharding)
   result, seconds, chunks = run_chunks(compiled, params, targets, keys, chunk)
-  return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": chunks}
+  return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": chunks,
+                  "devices": 1 if sharding is None else len(sharding.device_set)}
 
 
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
            restarts: int = 1, steps: int = 200, optimizer: optax.GradientTransformation | None = None,
            parameterization: parameterizations.Parameterization | None = None,
            transform: Callable | None = None, record_every: int = 1,
-           record_inputs: bool = False, shard: bool = False, device_bytes=None,
+           record_inputs: bool = False, shard: bool | None = None, device_bytes=None,
            host_bytes=None) -> InversionResult:
   """Optimises inputs so that `apply_fn(params, x)` maximises `objective`, for every target.
 
@@ -392,7 +437,9 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
     transform: optional robustness transform (see `jinvert.transforms`).
     record_every: keep the loss and probability history every k-th step (0: none but the first).
     record_inputs: also return the inputs at each recorded step (`input_history`).
-    shard: split the restarts over all devices (`restart_sharding`); same results.
+    shard: None (default): split the lanes over every device when there are several and
+      their count divides T or R (`lane_sharding`); True: split the restarts, which R must
+      allow (`restart_sharding`); False: one device. The results are the same.
     device_bytes, host_bytes: memory free for the call and for its results (default: read
       from the device and the host, see `jinvert.memory`); over it, the restarts run in chunks.
 

@@ -16,20 +16,35 @@ SHARDED = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
     jax.config.update("jax_enable_x64", True)  # float64: only the sharding may differ
     from jinvert import models, objectives as ob, parameterizations as pz
-    from jinvert.invert import invert
+    from jinvert.invert import invert, timed_invert
     assert len(jax.devices()) == 4, jax.devices()
     spec = models.get_model("mnist-mlp")
     params = jax.tree.map(lambda a: a.astype(jnp.float64), spec.init_params(jax.random.key(0)))
     fn = models.apply_with_activations(spec.module())
-    kw = dict(key=jax.random.key(3), input_shape=(28, 28), restarts=8, steps=10,
-              optimizer=optax.adam(0.05), parameterization=pz.pixels())
-    single = invert(fn, params, ob.class_log_prob(), jnp.arange(10), **kw)
-    sharded = invert(fn, params, ob.class_log_prob(), jnp.arange(10), shard=True, **kw)
-    assert len(sharded.inputs.sharding.device_set) == 4
-    np.testing.assert_allclose(sharded.inputs, single.inputs, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(sharded.loss_history, single.loss_history, rtol=1e-9)
+    kw = dict(key=jax.random.key(3), input_shape=(28, 28), steps=10, optimizer=optax.adam(0.05),
+              parameterization=pz.pixels())
+
+    def check(targets, restarts, devices, chunks=1, **extra):
+        single = invert(fn, params, ob.class_log_prob(), targets, restarts=restarts, shard=False,
+                        **kw)
+        split, timing = timed_invert(fn, params, ob.class_log_prob(), targets,
+                                     restarts=restarts, **kw, **extra)
+        assert timing["devices"] == devices and timing["chunks"] == chunks, timing
+        assert len(split.inputs.sharding.device_set if chunks == 1 else [0] * devices) == devices
+        np.testing.assert_allclose(split.inputs, single.inputs, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(split.loss_history, single.loss_history, rtol=1e-9)
+
+    check(jnp.arange(10), 8, devices=4)            # 4 does not divide T: restarts split
+    check(jnp.arange(4), 3, devices=4)             # targets split
+    check(jnp.arange(10), 6, devices=1)            # neither divides: one device
+    # XLA's estimate for 4 targets over 4 devices: 8.85 MB for 2 restarts, 8.97 MB for 3
+    check(jnp.arange(4), 6, devices=4, chunks=3, device_bytes=8_900_000)  # targets split, chunked
+    # split restarts cannot run in chunks: over the budget, one device takes all 8 (4.4 MB)
+    check(jnp.arange(10), 8, devices=1, device_bytes=8_900_000)
+    shard = invert(fn, params, ob.class_log_prob(), jnp.arange(10), restarts=8, shard=True, **kw)
+    assert len(shard.inputs.sharding.device_set) == 4
     try:
-        invert(fn, params, ob.class_log_prob(), jnp.arange(10), shard=True, **dict(kw, restarts=6))
+        invert(fn, params, ob.class_log_prob(), jnp.arange(10), restarts=6, shard=True, **kw)
         raise SystemExit("6 restarts over 4 devices should be refused")
     except ValueError as e:
         assert "multiple of the 4 devices" in str(e)
@@ -37,11 +52,51 @@ SHARDED = textwrap.dedent("""
 """)
 
 
-def test_sharded_over_four_host_devices_equals_one_device():
+def test_lanes_split_over_four_host_devices_equal_one_device():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
   proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env,
                         cwd=REPO, timeout=300)
   assert "SHARDED-OK" in proc.stdout, proc.stderr[-2000:]
+
+
+DEVICE_COUNT = textwrap.dedent("""
+    import sys
+    from jinvert import devices
+    if sys.argv[1] == "started":
+        import jax; jax.numpy.zeros(1)
+    asked = devices.use_every_core()
+    import jax
+    print(asked, len(jax.devices("cpu")), devices.cores())
+""")
+
+
+@pytest.mark.parametrize("env, started, want", [
+    ({}, False, "cores"),
+    ({"JAX_NUM_CPU_DEVICES": "3"}, False, "None 3"),
+    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}, False, "None 3"),
+    ({}, True, "None 1"),
+])
+def test_use_every_core_unless_a_count_was_chosen(env, started, want):
+  base = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  proc = subprocess.run([sys.executable, "-c", DEVICE_COUNT, "started" if started else "fresh"],
+                        capture_output=True, text=True, env={**base, **env}, cwd=REPO, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  asked, count, cores = proc.stdout.split()
+  if want == "cores":
+    assert asked == count == cores
+  else:
+    assert f"{asked} {count}" == want
+
+
+def test_command_line_splits_the_lanes_over_a_device_per_core():
+  base = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  argv = [sys.executable, "-m", "jinvert", "bench", "--sizes", "2", "--restarts", "2", "--steps",
+          "3", "--repeats", "1", "--no-references"]
+  for env, want in (({}, len(os.sched_getaffinity(0))), ({"JAX_NUM_CPU_DEVICES": "1"}, 1)):
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**base, **env}, cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["devices"] == want
 
 
 def test_flop_count_is_forward_plus_backward_to_input():
@@ -95,8 +150,9 @@ def test_largest_restarts_stops_at_the_memory_limit():
   assert benchmark.largest_restarts(params, 2, 2, 8, _DeviceWithLimit(1), logged.append) is None
 
 
-def test_interleaved_rates_pair_each_round_and_skip_the_first_pass():
-  slowdown = iter([50.0, 50.0] + [1.0, 1.0, 3.0, 3.0, 9.0, 9.0])  # a cold pass, then drift
+def test_interleaved_rates_pair_each_round_and_time_only_the_second_pass():
+  # per pass: a slow untimed pass (another timer's leftovers), then the timed one; drift
+  slowdown = iter([50.0, 1.0, 50.0, 1.0, 50.0, 3.0, 50.0, 3.0, 50.0, 9.0, 50.0, 9.0])
   calls = []
 
   def timer(name, seconds_per_pass):
@@ -107,7 +163,7 @@ def test_interleaved_rates_pair_each_round_and_skip_the_first_pass():
 
   timers = {"jinvert": (100, timer("jinvert", 1.0)), "ref": (10, timer("ref", 2.0))}
   rates, ratios = benchmark.interleaved_rates(timers, rounds=3)
-  assert calls == ["jinvert", "ref"] * 4
+  assert calls == ["jinvert", "jinvert", "ref", "ref"] * 3
   assert rates == {"jinvert": 100 / 3.0, "ref": 10 / 6.0}
   assert ratios == {"jinvert": 1.0, "ref": 20.0}
 

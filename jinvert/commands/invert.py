@@ -26,10 +26,12 @@ def add(commands):
                   "target_prob (T, R), loss_history (S, T, R), outputs (T, R, C), objective (str), "
                   "and with --start, start and change_l2, change_linf (T, R). The last stdout "
                   "line is JSON: targets, restarts, steps, mean_target_prob, "
-                  "min_class_mean_target_prob, seconds, compile_seconds, chunks, preset, out (and "
-                  "median_change_l2, median_change_linf, success_rate with --start). When the "
-                  "call would not fit in memory the restarts run in chunks that do, with the "
-                  "same results; when even the results would not fit, it refuses up front.")
+                  "min_class_mean_target_prob, seconds, compile_seconds, chunks, devices, preset, out "
+                  "(and median_change_l2, median_change_linf, success_rate with --start). When "
+                  "the call would not fit in memory the restarts run in chunks that do, with the "
+                  "same results; when even the results would not fit, it refuses up front. The "
+                  "lanes are split over every device: on the CPU one per core "
+                  "(JAX_NUM_CPU_DEVICES=1 keeps one).")
   p.add_argument("checkpoint", metavar="MODEL",
                  help="a classifier checkpoint (jinvert train) or an .onnx file")
   p.add_argument("--objective", choices=("class", "unit", "output"), default="class",
@@ -389,7 +391,7 @@ def run(args):
   summary = results.image_results(
       outputs, out, png, images, targets, final_prob, result.loss_history, result.outputs,
       objective.name, timing, steps, figure=figure, extra_arrays=extra)
-  summary.update(preset=preset_name, chunks=timing["chunks"])
+  summary.update(preset=preset_name, chunks=timing["chunks"], devices=timing["devices"])
   if start is not None:
     summary.update(median_change_l2=float(np.median(extra["change_l2"])),
                    median_change_linf=float(np.median(extra["change_linf"])),
