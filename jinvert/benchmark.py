@@ -208,16 +208,16 @@ def products_bound(params, batch: int, steps: int, torch=None, device: str = "cp
                    devices=None):
   """Seconds per step of the step's six products alone, at its exact shapes, in a loop of
   `steps` chained steps (each product reads the last, so none can be hoisted): with XLA (a
-  compiled scan; its rows split over `devices` as the engine splits its lanes, when their
-  count divides `batch` / 10) and with torch (its matmuls, op by op). Returns
-  {"xla": s, "torch": s}."""
+  compiled scan) on one device, and with its rows split over `devices` as the engine splits
+  its lanes (when their count divides `batch` / 10), and with torch (its matmuls, op by op).
+
+  Returns:
+    {"xla": s on one device, "xla_split": s split (None when not split), "torch": s or None}.
+  """
   layers = dense_layers(params)
   kernels = [jnp.asarray(l["kernel"]) for l in layers]
   x0 = jax.random.uniform(jax.random.key(0), (batch, kernels[0].shape[0]))
   sharding = invert.lane_sharding(10, batch // 10, devices) if devices else None
-  if sharding is not None:  # rows are lanes in target-major order: split them alike
-    x0 = jax.device_put(x0, jax.sharding.NamedSharding(
-        sharding.mesh, jax.sharding.PartitionSpec("lanes", None)))
 
   def chain(x, _):
     h = x
@@ -228,13 +228,17 @@ def products_bound(params, batch: int, steps: int, torch=None, device: str = "cp
     return x + 1e-30 * h, None
 
   run = jax.jit(lambda x: jax.lax.scan(chain, x, None, length=steps)[0])
-  _, _, times = time_compiled(run, (x0,), repeats=3, warmup=True)
-  bound = {"xla": min(times) / steps, "torch": None}
+  bound = {"xla": None, "xla_split": None, "torch": None}
+  for name, split in (("xla", None), ("xla_split", sharding)):
+    if name == "xla" or split is not None:  # rows are lanes in target-major order
+      x = x0 if split is None else jax.device_put(x0, jax.sharding.NamedSharding(
+          split.mesh, jax.sharding.PartitionSpec("lanes", None)))
+      bound[name] = min(time_compiled(run, (x,), repeats=3, warmup=True)[2]) / steps
   if torch is not None:
     dev = "cuda" if device == "gpu" else "cpu"
     ws = [torch.tensor(np.asarray(w), device=dev) for w in kernels]
     wts = [w.t().contiguous() for w in ws]
-    x = torch.rand(batch, ws[0].shape[0], device=dev)
+    xt = torch.rand(batch, ws[0].shape[0], device=dev)
 
     def chain_torch(x):
       h = x
@@ -244,7 +248,7 @@ def products_bound(params, batch: int, steps: int, torch=None, device: str = "cp
         h = h @ w
       return x + 1e-30 * h
 
-    _, timed = torch_timer(torch, chain_torch, x, steps, device)
+    _, timed = torch_timer(torch, chain_torch, xt, steps, device)
     timed()
     bound["torch"] = min(timed() for _ in range(3)) / steps
   return bound
@@ -401,7 +405,8 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
       if references:
         log("PyTorch is not installed (pip install 'jinvert[bench]'): its references are skipped")
     print("| R | compile s | median s (min-max) | image-steps/s | GFLOP/s | % of matmul peak | "
-          "products bound: XLA / torch ms per step | % of the bound | peak bytes |")
+          "products bound: XLA one device / XLA split / torch ms per step | % of the bound "
+          "(the fastest of the three) | peak bytes |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows, headline, headline_result = [], None, None
     passes = {}
@@ -421,11 +426,12 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
       row["bound_fraction"] = row["image_steps_per_s"] / row["bound_image_steps_per_s"]
       rows.append(row)
       passes[r] = one_pass
-      torch_ms = "-" if bound["torch"] is None else f"{1e3 * bound['torch']:.3f}"
+      ms = lambda t: "-" if t is None else f"{1e3 * t:.3f}"
       print(f"| {r} | {row['compile_seconds']:.2f} | {row['seconds_median']:.4f} "
             f"({row['seconds_min']:.4f}-{row['seconds_max']:.4f}) | {row['image_steps_per_s']:,.0f} | "
             f"{row['gflops']:,.1f} | {100 * row['peak_fraction']:.1f}% | "
-            f"{1e3 * bound['xla']:.3f} / {torch_ms} | {100 * row['bound_fraction']:.1f}% | "
+            f"{ms(bound['xla'])} / {ms(bound['xla_split'])} / {ms(bound['torch'])} | "
+            f"{100 * row['bound_fraction']:.1f}% | "
             f"{row['peak_bytes'] or '-'} |")
       if r == restarts:
         headline, headline_result = row, result

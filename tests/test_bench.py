@@ -187,4 +187,4 @@ def test_products_bound_times_the_six_products():
   assert benchmark.product_shapes(params, 20) == [
       (20, 784, 256), (20, 256, 256), (20, 256, 10), (20, 10, 256), (20, 256, 256), (20, 256, 784)]
   bound = benchmark.products_bound(params, 20, 3)
-  assert bound["xla"] > 0 and bound["torch"] is None
+  assert bound["xla"] > 0 and bound["xla_split"] is None and bound["torch"] is None
