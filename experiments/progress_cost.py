@@ -30,10 +30,9 @@ def main():
   devices.use_every_core()  # as the command line does, before JAX starts
   spec = models.get_model("mnist-mlp")
   params = spec.init_params(jax.random.key(0))
-  targets, keys = jnp.arange(10), invert.lane_keys(jax.random.key(0), 10, args.restarts)
-  sharding = invert.lane_sharding(10, args.restarts)  # split as `jinvert invert` splits them
-  if sharding is not None:
-    keys = jax.device_put(keys, sharding)
+  targets = jnp.arange(10)
+  keys = invert.lane_keys(jax.random.key(0), 10, args.restarts,  # split as `jinvert invert` does
+                          invert.lane_sharding(10, args.restarts))
   reports = []
   compiled = {}
   for name, on_steps in (("without", None), ("with progress", reports.append)):

@@ -4,8 +4,10 @@ XLA:CPU runs one device's program on its own thread pool, and on a 2-core host t
 of an inversion step (small products, the elementwise kernels) on one core; a process also now
 and then starts in a mode about 30% slower. Given one device per core, the engine splits its
 lanes over them (`invert.lane_sharding`): each device runs its share of the targets on its own
-thread, and the step ran 1.1-1.9x faster, in every process (`experiments/host_devices.py`,
-`experiments/BENCHMARKS.md`). Results equal one device's to float rounding.
+thread. On a 2-core host the benchmark's inversion ran 1.28x faster at R = 1, 1.11x at R = 32,
+1.05x at R = 256 and 1.03x at R = 1024 (medians over fresh processes), and no process fell
+into the slow mode (`experiments/host_devices.py`, `experiments/BENCHMARKS.md`). Results equal
+one device's to float rounding (bit for bit in those runs).
 
 The device count can only be chosen before JAX starts its backends, so it is the program's
 choice: `jinvert`'s command line makes it; a program of your own calls `use_every_core()` (or

@@ -185,9 +185,7 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
   sharding = invert.lane_sharding(n_classes)  # classes over devices; restarts in chunks
   compiled, chunk = invert.plan_restarts(run, params, targets, per_class, max_chunk=max_chunk,
                                          sharding=sharding)
-  keys = invert.lane_keys(key, n_classes, per_class)
-  if sharding is not None:
-    keys = jax.device_put(keys, sharding)
+  keys = invert.lane_keys(key, n_classes, per_class, sharding)
   result, seconds, _ = invert.run_chunks(
       compiled, params, targets, keys, chunk,
       on_chunk=(lambda r: on_images(r * n_classes)) if on_images else None)

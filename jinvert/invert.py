@@ -258,9 +258,12 @@ def _splits_restarts(sharding) -> bool:
   return sharding is not None and len(sharding.spec) > 1 and sharding.spec[1] is not None
 
 
-def lane_keys(key, n_targets: int, restarts: int):
-  """One key per (target, restart): the same key and sizes give the same images."""
-  return jax.random.split(key, n_targets * restarts).reshape(n_targets, restarts)
+def lane_keys(key, n_targets: int, restarts: int, sharding=None):
+  """One key per (target, restart): the same key and sizes give the same images. With a
+  `sharding` (`lane_sharding`, `restart_sharding`), the keys are put there, and the jitted
+  inversion given them runs each device's lanes on that device."""
+  keys = jax.random.split(key, n_targets * restarts).reshape(n_targets, restarts)
+  return keys if sharding is None else jax.device_put(keys, sharding)
 
 
 def _abstract_keys(n_targets: int, restarts: int, sharding=None):
@@ -314,8 +317,6 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
   while True:
     compiled = run.lower(params, targets, _abstract_keys(n, chunk, sharding)).compile()
     need = memory.compiled_bytes(compiled)
-    if need is not None and sharding is not None and jax.devices()[0].platform == "cpu":
-      need *= len(sharding.device_set)  # XLA counts one device's share; CPU devices share RAM
     if need is None or device_bytes is None or need <= device_bytes:
       return compiled, chunk
     if _splits_restarts(sharding) or chunk == 1:
@@ -407,9 +408,7 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
     compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes)
   calls[0] = -(-restarts // chunk)
   compile_seconds = time.perf_counter() - t0
-  keys = lane_keys(key, len(targets), restarts)
-  if sharding is not None:
-    keys = jax.device_put(keys, sharding)
+  keys = lane_keys(key, len(targets), restarts, sharding)
   result, seconds, chunks = run_chunks(compiled, params, targets, keys, chunk)
   return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": chunks,
                   "devices": 1 if sharding is None else len(sharding.device_set)}

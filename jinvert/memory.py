@@ -75,12 +75,15 @@ def tree_bytes(tree) -> int:
 
 
 def compiled_bytes(compiled) -> int | None:
-  """Device bytes a compiled call needs (arguments, outputs and temporaries), if XLA says."""
+  """Bytes a compiled call needs (arguments, outputs and temporaries), if XLA says: one
+  device's share, times the devices when they are CPU devices, which share the host's RAM."""
   stats = compiled.memory_analysis()
   if stats is None:
     return None
-  return (stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+  need = (stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
           - stats.alias_size_in_bytes)
+  devices = {d for s in jax.tree.leaves(compiled.input_shardings) for d in s.device_set}
+  return need * len(devices) if all(d.platform == "cpu" for d in devices) else need
 
 
 def gigabytes(n: int) -> str:
