@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jinvert import invert, metrics, models, train
+from jinvert import engine, metrics, models, train
 from jinvert.files import atomic_write_bytes
 
 
@@ -57,7 +57,7 @@ def run_preset(apply_fn, params, preset, targets, restarts, seed, objective=None
   kw = dict(optimizer=preset.optimizer, parameterization=preset.parameterization,
             transform=preset.transform, steps=preset.steps)
   kw.update(overrides)
-  return invert.timed_invert(apply_fn, params, objective or preset.objective, jnp.asarray(targets),
+  return engine.timed_invert(apply_fn, params, objective or preset.objective, jnp.asarray(targets),
                              key=jax.random.key(seed), input_shape=(28, 28), restarts=restarts, **kw)
 
 

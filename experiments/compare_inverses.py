@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from jinvert import data, generate, inverse, metrics, models, plots, presets
+from jinvert import (data, exact_inverse, generate, learned_inverse, metrics, models, plots,
+                     presets)
 from jinvert.files import atomic_write_bytes
 from jinvert.timing import time_compiled
 
@@ -64,15 +65,15 @@ def main():
     result, timing = common.run_preset(apply_fn, params, preset, targets, r, args.seed)
     images[name], rows[name] = score(result.inputs, timing["compile_seconds"], timing["seconds"])
 
-  learned, _, _ = inverse.train_learned_inverse(apply_fn, params, ds.train_images,
+  learned, _, _ = learned_inverse.train_learned_inverse(apply_fn, params, ds.train_images,
                                                 jax.random.key(args.seed + 1))
   flat_targets = jnp.repeat(jnp.arange(10), r)
   key = jax.random.key(args.seed)
   for name, project in (
-      ("learned inverse (seed 002)", lambda z: inverse.project_back(learned, params, z)[0]),
-      ("exact inverse", lambda z: inverse.exact_mlp_inverse(params, jax.nn.sigmoid(z)))):
+      ("learned inverse (seed 002)", lambda z: learned_inverse.project_back(learned, params, z)[0]),
+      ("exact inverse", lambda z: exact_inverse.exact_mlp_inverse(params, jax.nn.sigmoid(z)))):
     def method(key, project=project):
-      z, _ = inverse.generate_hidden(params, flat_targets, key=key)
+      z, _ = learned_inverse.generate_hidden(params, flat_targets, key=key)
       return project(z)
     x, compile_s, run_s = timed(method, key)
     images[name], rows[name] = score(x, compile_s, run_s)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from jinvert import data, invert, plots, presets
+from jinvert import data, engine, plots, presets
 
 
 def search(apply_fn, steps, **recipe):
@@ -28,7 +28,7 @@ def search(apply_fn, steps, **recipe):
   counterfactuals towards its targets, one restart each."""
   def one(params, start, targets, keys):
     preset = presets.counterfactual(start, steps=steps, **recipe)
-    run = invert.make_inversion(apply_fn, preset.objective, preset.optimizer,
+    run = engine.make_inversion(apply_fn, preset.objective, preset.optimizer,
                                 preset.parameterization, preset.steps, (28, 28), record_every=0)
     return run(params, targets, keys)
 

@@ -7,7 +7,7 @@ times, one process with `JAX_NUM_CPU_DEVICES=1` and one with a device per core (
 command line asks for, `jinvert.devices.use_every_core`), in alternation so that a shared host's
 drift touches both alike. Each process times the benchmark's workload (`jinvert bench`: mnist-mlp,
 class logit, SGD, box; 10 targets x R restarts x S steps, lanes split over the devices by
-`invert.lane_sharding`) at every size, median of 5 calls after a warm-up, and saves its images.
+`engine.lane_sharding`) at every size, median of 5 calls after a warm-up, and saves its images.
 Prints each process's image-steps/s, the medians, their ratio, the slowest process of each kind,
 and the largest image difference between the two device counts.
 """
@@ -28,13 +28,14 @@ import numpy as np
 from jinvert import devices
 devices.use_every_core()
 import jax
-from jinvert import benchmark, models
+from jinvert import models
+from jinvert.bench import workload
 from jinvert.timing import time_calls
 sizes, steps, out = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
 rates, images = {}, {}
 for r in sizes:
-  fn, targets, keys = benchmark.workload(params, r, steps, jax.devices())
+  fn, targets, keys = workload.workload(params, r, steps, jax.devices())
   compiled = fn.lower(params, targets, keys).compile()
   result, times = time_calls(compiled, (params, targets, keys), 5, warmup=True)
   rates[r] = 10 * r * steps / statistics.median(times)

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jinvert import devices, invert, models, objectives, parameterizations
-from jinvert.benchmark import LEARNING_RATE
+from jinvert import devices, engine, models, objectives, parameterizations
+from jinvert.bench.workload import LEARNING_RATE
 from jinvert.timing import compile_timed, time_calls
 
 
@@ -31,12 +31,12 @@ def main():
   spec = models.get_model("mnist-mlp")
   params = spec.init_params(jax.random.key(0))
   targets = jnp.arange(10)
-  keys = invert.lane_keys(jax.random.key(0), 10, args.restarts,  # split as `jinvert invert` does
-                          invert.lane_sharding(10, args.restarts))
+  keys = engine.lane_keys(jax.random.key(0), 10, args.restarts,  # split as `jinvert invert` does
+                          engine.lane_sharding(10, args.restarts))
   reports = []
   compiled = {}
   for name, on_steps in (("without", None), ("with progress", reports.append)):
-    run = jax.jit(invert.make_inversion(spec.module().apply, objectives.class_logit(),
+    run = jax.jit(engine.make_inversion(spec.module().apply, objectives.class_logit(),
                                         optax.sgd(LEARNING_RATE), parameterizations.pixels(),
                                         args.steps, (28, 28), record_every=0, on_steps=on_steps))
     compiled[name], _ = compile_timed(run, (params, targets, keys))

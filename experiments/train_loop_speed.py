@@ -16,7 +16,8 @@ from jinvert import data, models, train
 
 
 def time_epochs(model, repeats):
-  spec, recipe = models.get_model(model), train.RECIPES[model]
+  spec = models.get_model(model)
+  recipe = spec.recipe
   ds = data.load_dataset(spec.dataset)
   x, y = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
   state0 = train.create_train_state(spec.module(), spec.init_params(jax.random.key(0)), recipe)

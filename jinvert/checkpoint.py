@@ -6,6 +6,19 @@ File layout (one msgpack map):
                 "jinvert_version", "jax_version", ...},
    "params": the Flax variables, arrays stored with their dtype and shape}
 Written atomically; loading checks the model name and every array's shape and dtype.
+
+>>> import os, tempfile, jax
+>>> from jinvert import models
+>>> path = os.path.join(tempfile.mkdtemp(), "linear.msgpack")
+>>> params = models.get_model("linear").init_params(jax.random.key(0))
+>>> _ = save_checkpoint(path, params, {"model": "linear", "seed": 0})
+>>> loaded, metadata = load_checkpoint(path, expect_model="linear")
+>>> metadata["model"], loaded["params"]["out"]["kernel"].shape
+('linear', (1, 1))
+>>> load_checkpoint(path, expect_model="mnist-mlp")
+Traceback (most recent call last):
+...
+jinvert.errors.JinvertError: ...: checkpoint of model 'linear', expected 'mnist-mlp'
 """
 
 from pathlib import Path
@@ -17,6 +30,7 @@ from flax import serialization
 from jinvert.errors import JinvertError
 from jinvert.files import atomic_write_bytes, read_input
 from jinvert.models import get_model
+from jinvert.version import __version__
 
 FORMAT = "jinvert-checkpoint"
 VERSION = 1
@@ -29,6 +43,12 @@ def checkpoint_bytes(params, metadata: dict) -> bytes:
   blob = {"format": FORMAT, "version": VERSION, "metadata": dict(metadata),
           "params": serialization.to_state_dict(jax.device_get(params))}
   return serialization.msgpack_serialize(blob)
+
+
+def provenance() -> dict:
+  """What made a checkpoint: the jinvert and jax versions and the backend, for its metadata."""
+  return {"jinvert_version": __version__, "jax_version": jax.__version__,
+          "backend": jax.default_backend()}
 
 
 def save_checkpoint(path, params, metadata: dict) -> Path:

@@ -1,28 +1,35 @@
-"""A classifier from any source, as the commands see it: a jinvert checkpoint or an ONNX file.
+"""A classifier from any source, as one object: a jinvert checkpoint or an ONNX file.
 
-    clf = load("checkpoints/mnist-mlp.msgpack")     # or load("cnn.onnx")
-    logits, activations = clf.apply_fn(clf.params, x)  # x: (N, *clf.input_shape)
-
-`layout` names what one input is, from its shape: a vector of features (F,), a grayscale image
-(H, W), or an image with channels first (C, H, W) or last (H, W, C).
+>>> import os, tempfile, jax, jax.numpy as jnp
+>>> from jinvert import checkpoint, models
+>>> path = os.path.join(tempfile.mkdtemp(), "mlp.msgpack")
+>>> spec = models.get_model("mnist-mlp")
+>>> _ = checkpoint.save_checkpoint(path, spec.init_params(jax.random.key(0)), {"model": spec.name})
+>>> clf = load_model(path)                        # or load_model("cnn.onnx")
+>>> clf.name, clf.input_shape, clf.n_classes, clf.layers[:2]
+('mnist-mlp', (28, 28), 10, ('hidden1_pre', 'hidden1'))
+>>> logits, activations = clf.apply_fn(clf.params, jnp.zeros((2, 28, 28)))
+>>> logits.shape, activations["hidden2"].shape
+((2, 10), (2, 256))
 """
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
-from jinvert.errors import JinvertError
+from jinvert.input_space import InputSpace
 
 
 @dataclasses.dataclass(frozen=True)
 class Classifier:
-  """What the commands need of a classifier.
+  """What jinvert needs of a classifier.
 
   Attributes:
     name: the registered model's name, or the ONNX file's stem.
-    apply_fn: `fn(params, x) -> (logits, {activation name: value})` over a batch.
+    apply_fn: `fn(params, x) -> (logits, {activation name: value})` over a batch of inputs
+      as the model takes them.
     params: its parameters.
-    input_shape: one input's shape.
+    space: its input space: shape, layout, range and normalisation (`jinvert.input_space`).
     n_classes: the width of its output.
     layers: activation names (the first is the default for unit objectives).
     dataset: the data it learned from, when known (`mnist`, `fashion-mnist`), else None.
@@ -31,59 +38,47 @@ class Classifier:
   name: str
   apply_fn: Callable
   params: Any
-  input_shape: tuple
+  space: InputSpace
   n_classes: int
   layers: tuple
   dataset: str | None
   metadata: dict
+
+  @property
+  def input_shape(self) -> tuple:
+    return self.space.shape
+
+  def with_space(self, space: InputSpace) -> "Classifier":
+    """The same classifier, its inputs in another range or normalisation."""
+    return dataclasses.replace(self, space=space)
+
+  def unit_fn(self) -> Callable:
+    """`fn(params, u) -> (logits, activations)` on u in [0, 1]: the model as the engine
+    searches it (`InputSpace.model_fn`)."""
+    return self.space.model_fn(self.apply_fn)
 
 
 def is_onnx(path) -> bool:
   return Path(path).suffix.lower() == ".onnx"
 
 
-def load(path, what: str = "CHECKPOINT", hints: dict | None = None) -> Classifier:
-  """Loads a classifier checkpoint or `.onnx` file (see `checkpoint.load_checkpoint`,
-  `onnx_import.load_onnx`); `hints` name the command for checkpoints of other tasks."""
+def load_model(path, what: str = "MODEL", hints: dict | None = None) -> Classifier:
+  """Loads a classifier checkpoint (`checkpoint.load_checkpoint`) or `.onnx` file
+  (`onnx_import.load_onnx`), checked before it is returned.
+
+  Args:
+    path: the file.
+    what: how error messages name it (e.g. the command-line argument).
+    hints: {task: hint} for a checkpoint of another task (e.g. the command that takes it).
+  """
   if is_onnx(path):
     from jinvert.onnx_import import load_onnx
     model = load_onnx(path)
-    return Classifier(Path(path).stem, model.apply_fn, model.params, model.input_shape,
+    return Classifier(Path(path).stem, model.apply_fn, model.params, InputSpace(model.input_shape),
                       model.n_outputs, model.layers, None, {})
   from jinvert import checkpoint, models
   params, meta = checkpoint.load_checkpoint(path)
   spec = models.require_task(meta["model"], "classifier", f"{what} {path}", hints)
   return Classifier(spec.name, models.apply_with_activations(spec.module(meta.get("init"))),
-                    params, spec.input_shape, spec.n_classes, spec.layers, meta.get("dataset"),
-                    meta)
-
-
-class Layout(NamedTuple):
-  """What one input is.
-
-  Attributes:
-    kind: `features` (F,), `gray` (H, W), `chw` (C, H, W) or `hwc` (H, W, C).
-    channels: colour channels (1 for gray, F for features).
-    channel_axis: the channels' axis in one input, or None.
-    spatial_axes: the two image axes (negative indices), or None for features.
-  """
-  kind: str
-  channels: int
-  channel_axis: int | None
-  spatial_axes: tuple | None
-
-
-def layout(input_shape) -> Layout:
-  """Reads the layout from one input's shape: 3-D inputs are channels-first when the first
-  axis is the small one (1 to 4 channels), else channels-last when the last one is."""
-  shape = tuple(input_shape)
-  if len(shape) == 1:
-    return Layout("features", shape[0], 0, None)
-  if len(shape) == 2:
-    return Layout("gray", 1, None, (-2, -1))
-  if len(shape) == 3 and shape[0] <= 4 < min(shape[1:]):
-    return Layout("chw", shape[0], 0, (-2, -1))
-  if len(shape) == 3 and shape[2] <= 4 < min(shape[:2]):
-    return Layout("hwc", shape[2], 2, (-3, -2))
-  raise JinvertError(f"inputs of shape {shape} are neither features (F,), an image (H, W) nor "
-                     "an image with 1 to 4 channels first or last")
+                    params, InputSpace(spec.input_shape), spec.n_classes, spec.layers,
+                    meta.get("dataset"), meta)

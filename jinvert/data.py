@@ -1,6 +1,15 @@
-"""MNIST and Fashion-MNIST from the standard IDX files, found locally or downloaded.
+"""Datasets by name: MNIST and Fashion-MNIST from the standard IDX files, and seed 004's points.
 
-Lookup order for a dataset NAME (`mnist` or `fashion-mnist`):
+`load_dataset(name)` returns any dataset in `DATASETS`. The IDX datasets are found locally or
+downloaded; generated ones (seed 004's 100 points) are drawn from a `jax.random` key.
+
+>>> points = load_dataset("seed004-linear")
+>>> points.train_images.shape, points.train_labels.shape
+((100, 1), (100,))
+>>> DATASETS["mnist"].input_shape
+(28, 28)
+
+Lookup order for an IDX dataset NAME (`mnist` or `fashion-mnist`):
   1. an explicit directory (`data_dir=` / `--data-dir`), holding NAME/ or the files themselves;
   2. `$JINVERT_DATA/NAME/`;
   3. the user cache, `~/.cache/jinvert/NAME/` (`$XDG_CACHE_HOME` respected);
@@ -66,7 +75,8 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 
 class Dataset(NamedTuple):
-  """Images float32 in [0, 1], shaped (N, 28, 28); labels int32, shaped (N,)."""
+  """Inputs and labels: for MNIST and Fashion-MNIST, images float32 in [0, 1] shaped
+  (N, 28, 28) and labels int32 shaped (N,); for a regression, inputs (N, F) and values (N,)."""
   train_images: np.ndarray
   train_labels: np.ndarray
   test_images: np.ndarray
@@ -277,22 +287,54 @@ def download(name: str, folder: Path, mirrors=None, timeout: float = 30.0) -> li
   return []
 
 
-def load_dataset(name: str, data_dir=None) -> Dataset:
+def seed004_linear(key, n: int = 100) -> Dataset:
+  """Seed 004's data: x ~ U(0, 1000), y = 0.4 x - 50 U(0, 1); x shaped (n, 1), y (n,). The
+  same points serve as training and test set, as in the seed."""
+  import jax
+  kx, ky = jax.random.split(key)
+  x = jax.random.uniform(kx, (n, 1), minval=0.0, maxval=1000.0)
+  y = 0.4 * x[:, 0] - 50.0 * jax.random.uniform(ky, (n,))
+  x, y = np.asarray(x), np.asarray(y)
+  return Dataset(x, y, x, y)
+
+
+class DatasetSpec(NamedTuple):
+  """A dataset jinvert can load by name: one input's shape, and whether it is drawn from a
+  key (generated) rather than read from files."""
+  input_shape: tuple
+  generated: bool = False
+
+
+DATASETS = {"mnist": DatasetSpec(IMAGE_SHAPE), "fashion-mnist": DatasetSpec(IMAGE_SHAPE),
+            "seed004-linear": DatasetSpec((1,), generated=True)}
+_GENERATORS = {"seed004-linear": seed004_linear}
+
+
+def load_dataset(name: str, data_dir=None, key=None) -> Dataset:
   """Finds, verifies and loads a dataset (see the module docstring for the lookup order).
 
   Args:
-    name: `mnist` or `fashion-mnist`.
+    name: a name in DATASETS.
     data_dir: an optional folder tried first.
+    key: the `jax.random` key a generated dataset is drawn from (default `key(0)`).
 
   Returns:
-    A Dataset of float32 images in [0, 1] and int32 labels.
+    A Dataset; for the IDX datasets, float32 images in [0, 1] and int32 labels.
 
   Raises:
     JinvertError: unknown name, a corrupt file, or no data anywhere (the message lists what was
       tried and how to fix it).
   """
+  if name in _GENERATORS:
+    import jax
+    return _GENERATORS[name](jax.random.key(0) if key is None else key)
+  return load_files(name, data_dir)
+
+
+def load_files(name: str, data_dir=None) -> Dataset:
+  """Loads an IDX dataset, from the first place that has it (see the module docstring)."""
   if name not in SHA256:
-    raise JinvertError(f"unknown dataset {name!r}; choose one of: {', '.join(SHA256)}")
+    raise JinvertError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
   tried = []
   for folder, source in _candidate_folders(name, data_dir):
     if _has_all_files(folder):

@@ -1,13 +1,10 @@
 """One CPU device per core: how the command line keeps every core of a small host busy.
 
 XLA:CPU runs one device's program on its own thread pool, and on a 2-core host that leaves part
-of an inversion step (small products, the elementwise kernels) on one core; a process also now
-and then starts in a mode about 30% slower. Given one device per core, the engine splits its
-lanes over them (`invert.lane_sharding`): each device runs its share of the targets on its own
-thread. On a 2-core host the benchmark's inversion ran 1.28x faster at R = 1, 1.11x at R = 32,
-1.05x at R = 256 and 1.03x at R = 1024 (medians over fresh processes), and no process fell
-into the slow mode (`experiments/host_devices.py`, `experiments/BENCHMARKS.md`). Results equal
-one device's to float rounding (bit for bit in those runs).
+of an inversion step (small products, the elementwise kernels) on one core. Given one device per
+core, the engine splits its lanes over them (`engine.lane_sharding`): each device runs its share
+of the targets on its own thread, with the same results (what it gains:
+experiments/BENCHMARKS.md).
 
 The device count can only be chosen before JAX starts its backends, so it is the program's
 choice: `jinvert`'s command line makes it; a program of your own calls `use_every_core()` (or

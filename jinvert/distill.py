@@ -6,16 +6,19 @@ A balanced transfer set is synthesised from the teacher alone (`synthesize`, wit
 used. Every image the student sees is labelled by the teacher at that moment, after the
 augmentation, so the labels are always the teacher's outputs on exactly what the student sees.
 
-What made the student learn (measured in `experiments/data_free_distillation.py`, mnist-mlp
-teacher, 784-256-256-10 student): the student must query the teacher many times around the
-synthesised images, not only at them. Each batch mixes pairs of images (mixup, weight up to
-0.5) and adds Gaussian noise of standard deviation 0.3; trained 18,000 steps of 100, the student
-sees 1.8 million distinct queries. On 6,000 data-free images that took the student from 60% (30
-epochs, no noise) to 97%: a student fitted only to the images themselves never learns the
-teacher's response to the directions in which real digits differ from them. The same training
-on uniform noise reaches 43%, and on the `raw` preset's images 55%: what the images are still
-matters. Adaptive rounds (`rounds` > 1: later rounds add images that maximise the teacher's
-disagreement with the current student, DeepInversion's competition) did not help here.
+The student must query the teacher many times around the synthesised images, not only at them:
+each batch mixes pairs of images (mixup) and adds Gaussian noise, so a student fitted to 6,000
+images still learns the teacher's response in the directions in which real digits differ from
+them. Adaptive rounds (`rounds` > 1: later images where the student still disagrees with the
+teacher, DeepInversion's competition) are offered; what each ingredient is worth:
+experiments/RESULTS.md.
+
+>>> import jax.numpy as jnp
+>>> teacher = jnp.array([[4.0, 0.0, 0.0]])
+>>> float(kd_loss(teacher, teacher, temperature=4.0))      # a student that matches: no loss
+0.0
+>>> float(kd_loss(jnp.zeros((1, 3)), teacher, temperature=4.0)) > 0
+True
 """
 
 import dataclasses
@@ -28,9 +31,9 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from jinvert import invert, memory, presets, train
+from jinvert import engine, memory, optimizers, presets, train
 from jinvert.errors import JinvertError
-from jinvert.objectives import Objective
+from jinvert.objectives import wrap_objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +54,6 @@ class StudentRecipe:
   temperature: float = 4.0
   mixup: float = 0.5
   noise: float = 0.3
-
-
-def teacher_logits(apply_fn: Callable) -> Callable:
-  """`fn(params, x) -> logits` of a model function that may also return activations."""
-  def fn(params, x):
-    out = apply_fn(params, x)
-    return out[0] if isinstance(out, tuple) else out
-  return fn
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float):
@@ -84,7 +79,7 @@ def distill_steps(state, images, teacher_fn, teacher_params, indices, key,
     target = teacher_fn(teacher_params, x)
     loss, grads = jax.value_and_grad(
         lambda p: kd_loss(state.apply_fn(p, x), target, recipe.temperature))(state.params)
-    return state.apply_gradients(grads=grads), loss
+    return optimizers.apply_gradients(state, grads), loss
 
   state, losses = jax.lax.scan(step, state, indices)
   return state, jnp.mean(losses)
@@ -98,7 +93,7 @@ def train_student(module, params, images, teacher_fn, teacher_params, key,
     module: the student's Flax module.
     params: its initial variables.
     images: the transfer set (N, ...).
-    teacher_fn: `fn(params, x) -> logits` (see `teacher_logits`).
+    teacher_fn: `fn(params, x) -> logits` (see `engine.outputs_only`).
     teacher_params: the teacher's parameters.
     key: decides the batches and the augmentation.
     recipe: a StudentRecipe.
@@ -128,22 +123,22 @@ def train_student(module, params, images, teacher_fn, teacher_params, key,
   return state.params
 
 
-def disagreement(temperature: float = 4.0) -> Objective:
+@wrap_objective()
+def disagreement(temperature: float = 4.0):
   """KL(teacher || student) at temperature T, the student's logits read from the activation
   `student`: where the student has not yet learned the teacher (`with_student`)."""
   def fn(ctx):
     t = jax.nn.log_softmax(ctx.outputs / temperature)
     s = jax.nn.log_softmax(ctx.activations["student"] / temperature)
     return jnp.sum(jnp.exp(t) * (t - s))
-  return Objective(fn, f"disagreement(T={temperature:g})")
+  return fn
 
 
 def with_student(teacher_apply: Callable, student_apply: Callable) -> Callable:
   """A model function over params (teacher, student): the teacher's outputs, and the student's
   logits as the activation `student` (for `disagreement`)."""
   def fn(params, x):
-    out = teacher_apply(params[0], x)
-    outputs, acts = out if isinstance(out, tuple) else (out, {})
+    outputs, acts = engine.split_outputs(teacher_apply(params[0], x))
     return outputs, dict(acts, student=student_apply(params[1], x))
   return fn
 
@@ -178,18 +173,14 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
     if on_images:
       on_images(n_images)
     return np.asarray(jax.random.uniform(key, shape)), 0.0
-  run = jax.jit(invert.make_inversion(apply_fn, preset.objective, preset.optimizer,
+  run = jax.jit(engine.make_inversion(apply_fn, preset.objective, preset.optimizer,
                                       preset.parameterization, preset.steps, tuple(input_shape),
                                       preset.transform, record_every=0))
-  targets = jnp.arange(n_classes)
-  sharding = invert.lane_sharding(n_classes)  # classes over devices; restarts in chunks
-  compiled, chunk = invert.plan_restarts(run, params, targets, per_class, max_chunk=max_chunk,
-                                         sharding=sharding)
-  keys = invert.lane_keys(key, n_classes, per_class, sharding)
-  result, seconds, _ = invert.run_chunks(
-      compiled, params, targets, keys, chunk,
-      on_chunk=(lambda r: on_images(r * n_classes)) if on_images else None)
-  return np.asarray(result.inputs).reshape(shape), seconds
+  result, timing = engine.run_planned(
+      run, params, jnp.arange(n_classes), key, per_class,
+      engine.lane_sharding(n_classes),  # classes over devices; restarts in chunks
+      max_chunk=max_chunk, on_chunk=(lambda r: on_images(r * n_classes)) if on_images else None)
+  return np.asarray(result.inputs).reshape(shape), timing["seconds"]
 
 
 def round_sizes(n_images: int, n_classes: int, rounds: int) -> list:
@@ -224,7 +215,7 @@ def distill(teacher_apply: Callable, teacher_params, student_module, student_par
   import time
 
   sizes = round_sizes(n_images, n_classes, rounds)
-  logits = teacher_logits(teacher_apply)
+  logits = engine.outputs_only(teacher_apply)
   pieces, params, seconds = [], None, {"synth_seconds": 0.0, "train_seconds": 0.0}
   for r, size in enumerate(sizes):
     synth_key, train_key = jax.random.split(jax.random.fold_in(key, r))

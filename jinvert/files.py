@@ -8,6 +8,18 @@ behind, and committed by linking each into place (or, to replace an existing fil
 under a temporary name and renaming it over, which replaces atomically). SIGTERM and SIGINT
 wait until the commit is over. Where O_TMPFILE is missing (macOS, some file systems) a named
 temporary file stands in, removed on any exception.
+
+>>> import os, tempfile
+>>> folder = tempfile.mkdtemp()
+>>> outputs = Outputs(inputs=[(os.path.join(folder, "model.msgpack"), "MODEL")])
+>>> out = outputs.add(os.path.join(folder, "runs", "result.npz"), "--out")   # checked, not written
+>>> outputs.add(os.path.join(folder, "model.msgpack"), "--png")
+Traceback (most recent call last):
+...
+jinvert.errors.JinvertError: --png ... is also the input MODEL; writing it would destroy the input, choose another path
+>>> _ = outputs.commit({out: b"the results"})                               # the work is done
+>>> open(out, "rb").read()
+b'the results'
 """
 
 import contextlib

@@ -6,11 +6,15 @@ draws z ~ N(0, I) and decodes it with the asked label. A VAE rather than a GAN: 
 stably with the same pure loop and optimiser in half a minute on two CPU cores, its ELBO is a
 loss that can be checked, and it covers every mode of the data, which keeps samples diverse.
 
-Its latent has 2 dimensions. A wider latent learns the digit's identity itself and the decoder
-half-ignores the label: sampling z ~ N(0, I) then draws a digit other than the one asked. Measured
-on 10 x 100 samples (fraction classified as asked by mnist-mlp / the independent CNN, worst
-digit, diversity): latent 8: 79.6% / 80.9%, worst 67%, 6.94; latent 4: 94.0% / 95.8%, worst 87%,
-6.03; latent 2: 99.5% / 99.6%, worst 97%, 5.02 (real test digits: 8.74).
+Its latent has 2 dimensions: a wider one learns the digit's identity itself, and the decoder
+half-ignores the label (experiments/RESULTS.md).
+
+>>> import jax
+>>> from jinvert import models
+>>> spec = models.get_model("mnist-cvae")
+>>> params = spec.init_params(jax.random.key(0))
+>>> sample(spec.module(), params, [3, 8], 5, jax.random.key(1)).shape   # 5 of each digit
+(2, 5, 28, 28)
 """
 
 import jax

@@ -4,6 +4,13 @@ XLA's own estimate (`compiled.memory_analysis()`: arguments, outputs and tempora
 with what the device has free: the GPU's `bytes_limit - bytes_in_use`, or on the CPU the kernel's
 MemAvailable (capped by the cgroup's limit). `JINVERT_MEMORY_LIMIT` (e.g. `2G`, `500M`) caps it
 further, for shared machines and for tests.
+
+>>> parse_bytes("1.5G"), parse_bytes("500M")
+(1610612736, 524288000)
+>>> require(2 ** 31, 2 ** 30, "the results", "use fewer restarts")
+Traceback (most recent call last):
+...
+jinvert.errors.JinvertError: the results would take about 2.00 GB, more than the 1.00 GB available; use fewer restarts
 """
 
 import math

@@ -1,4 +1,13 @@
-"""Quality metrics of inverted images, shaped (T, R, 28, 28) for T targets and R restarts."""
+"""Quality metrics of inverted images, shaped (T, R, H, W) for T targets and R restarts.
+
+>>> import jax.numpy as jnp
+>>> images = jnp.stack([jnp.zeros((2, 3, 3)), jnp.ones((2, 3, 3))])  # 2 targets x 2 restarts
+>>> diversity(images).tolist()                    # identical restarts: no diversity
+[0.0, 0.0]
+>>> outputs = jnp.array([[[3.0, 0.0], [0.0, 0.0]], [[0.0, 3.0], [0.0, 0.0]]])
+>>> [[round(p, 3) for p in row] for row in target_probability(outputs, jnp.array([0, 1])).tolist()]
+[[0.953, 0.5], [0.953, 0.5]]
+"""
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +47,8 @@ def diversity(images):
   if r < 2:
     return jnp.zeros(flat.shape[0])
   d = jnp.sqrt(jnp.maximum(_squared_distances(flat, flat), 0.0))
+  # an image's distance to itself is 0; its expansion |a|^2 + |a|^2 - 2 a.a is rounding
+  d = jnp.where(jnp.eye(r, dtype=bool)[None], 0.0, d)
   return jnp.sum(d, axis=(1, 2)) / (r * (r - 1))
 
 

@@ -1,8 +1,18 @@
-"""The seeds' models as Flax modules, in a registry by name.
+"""The model zoo: Flax modules, each registered once with everything jinvert knows of it.
 
-Every classifier returns logits; `jax.nn.softmax` gives the seeds' softmax outputs. Hidden
-activations are sown under their layer names, so `activations(spec, params, x)` returns them
-for objectives that maximise or silence single units.
+A model is one `ModelSpec` in `REGISTRY`: how to build its module, its input shape, the data
+it learns from and its training recipe; `jinvert train --help` lists them from here. Every
+classifier returns logits (`jax.nn.softmax` gives the seeds' softmax outputs), and sows its
+hidden activations by layer name for objectives that maximise or silence single units
+(`apply_with_activations`).
+
+>>> spec = get_model("mnist-mlp")
+>>> spec.input_shape, spec.dataset, spec.recipe.describe()
+((28, 28), 'mnist', 'adam 0.001, batch 100, 15 epochs')
+>>> logits, activations = apply_with_activations(spec.module())(
+...     spec.init_params(jax.random.key(0)), jnp.zeros((1, 28, 28)))
+>>> logits.shape, sorted(activations)
+((1, 10), ['hidden1', 'hidden1_pre', 'hidden2', 'hidden2_pre'])
 """
 
 import dataclasses
@@ -124,6 +134,34 @@ class VAE(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
+class Recipe:
+  """A training recipe (`jinvert.train`).
+
+  Attributes:
+    optimizer: `adam`, `adagrad` or `sgd` (optax's; adagrad starts its accumulator at 0.1, as
+      TF does).
+    learning_rate: step size.
+    batch_size: examples per step.
+    epochs: passes over the training set (used when `steps` is None).
+    steps: a fixed number of steps, as seed 002's `for i in range(2000)` loop.
+    loss: a name in `train.LOSSES`: `mean_xent`, `sum_xent` (seed 002's), `mse`, `elbo`.
+    log_every: epochs between progress lines.
+  """
+  optimizer: str
+  learning_rate: float
+  batch_size: int
+  epochs: int = 1
+  steps: int | None = None
+  loss: str = "mean_xent"
+  log_every: int = 1
+
+  def describe(self) -> str:
+    length = f"{self.steps} steps" if self.steps is not None else f"{self.epochs} epochs"
+    loss = "" if self.loss == "mean_xent" else f" on {self.loss}"
+    return f"{self.optimizer} {self.learning_rate:g}{loss}, batch {self.batch_size}, {length}"
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """What jinvert knows about a registered model.
 
@@ -131,21 +169,27 @@ class ModelSpec:
     name: registry name.
     make: `make(init)` returns the Flax module for an init scheme name.
     input_shape: shape of one input.
-    dataset: the dataset it trains on by default (None for synthetic data).
+    dataset: the dataset it trains on by default (`jinvert.data.DATASETS`).
+    recipe: how `jinvert train` trains it.
+    summary: its architecture in a few words, for `jinvert train --help`.
     inits: the init schemes `make` accepts; the first is the default.
     layers: names of the sown activations (`hiddenN_pre` before the nonlinearity, `hiddenN`
       after), the first being the default for unit objectives.
     task: `classifier`, `regression`, `autoencoder` or `generator`.
     n_classes: the classes a classifier (or a conditional generator) tells apart.
+    report: `report(params) -> dict` of what `jinvert train` adds to its JSON line, if anything.
   """
   name: str
   make: Callable[[str], nn.Module]
   input_shape: tuple
-  dataset: str | None
+  dataset: str
+  recipe: Recipe
+  summary: str
   inits: tuple = ("default",)
   layers: tuple = ()
   task: str = "classifier"
   n_classes: int = 10
+  report: Callable | None = None
 
   def module(self, init: str | None = None) -> nn.Module:
     init = self.inits[0] if init is None else init
@@ -155,7 +199,7 @@ class ModelSpec:
     return self.make(init)
 
   def init_params(self, key, init: str | None = None):
-    return self.module(init).init(key, jnp.zeros((1,) + self.input_shape))
+    return self.module(init).init(key, jnp.zeros((1,) + self.input_shape, jnp.float32))
 
 
 def _mnist_mlp(init):
@@ -172,23 +216,48 @@ def _r2rt_mlp(init):
              bias_init=nn.initializers.constant(0.1))
 
 
+def _weight_and_bias(params):
+  layer = params["params"]["out"]
+  return {"weight": float(layer["kernel"][0, 0]), "bias": float(layer["bias"][0])}
+
+
+_MLP_LAYERS = ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")
+
 REGISTRY = {
     spec.name: spec for spec in (
-        ModelSpec("mnist-mlp", _mnist_mlp, (28, 28), "mnist", ("glorot", "seed-normal"),
-                  ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")),
-        ModelSpec("r2rt-mlp", _r2rt_mlp, (28, 28), "mnist", ("truncated-normal",),
-                  ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")),
+        ModelSpec("mnist-mlp", _mnist_mlp, (28, 28), "mnist",
+                  Recipe("adam", 1e-3, batch_size=100, epochs=15),
+                  "seed 000/001: 784-256-256-10, ReLU", ("glorot", "seed-normal"), _MLP_LAYERS),
+        ModelSpec("r2rt-mlp", _r2rt_mlp, (28, 28), "mnist",
+                  Recipe("adagrad", 0.01, batch_size=1000, steps=2000, loss="sum_xent"),
+                  "seed 002: 784-100-100-10, sigmoid", ("truncated-normal",), _MLP_LAYERS),
         ModelSpec("fashion-mlp", lambda init: MLP((128,)), (28, 28), "fashion-mnist",
-                  ("glorot",), ("hidden1_pre", "hidden1")),
-        ModelSpec("linear", lambda init: MLP((), outputs=1, input_ndim=1), (1,), None, ("glorot",),
-                  task="regression"),
-        ModelSpec("cnn", lambda init: CNN(), (28, 28), "mnist", ("lecun",), ("hidden1",)),
-        ModelSpec("mnist-cnn", lambda init: MnistCNN(), (28, 28), "mnist", ("lecun",),
+                  Recipe("adam", 1e-3, batch_size=32, epochs=10),
+                  "seed 003: Flatten-Dense(128, relu)-Dense(10)", ("glorot",),
+                  ("hidden1_pre", "hidden1")),
+        # seed 004: model.fit(epochs=100000, batch_size=100) on 100 points, one step an epoch
+        ModelSpec("linear", lambda init: MLP((), outputs=1, input_ndim=1), (1,), "seed004-linear",
+                  Recipe("adam", 1e-3, batch_size=100, epochs=100_000, loss="mse",
+                         log_every=10_000),
+                  "seed 004: Dense(1) on a scalar", ("glorot",), task="regression",
+                  report=_weight_and_bias),
+        ModelSpec("cnn", lambda init: CNN(), (28, 28), "mnist",
+                  Recipe("adam", 1e-3, batch_size=128, epochs=3),
+                  "the independent judge: conv 16-32 stride 2, dense 64", ("lecun",),
+                  ("hidden1",)),
+        ModelSpec("mnist-cnn", lambda init: MnistCNN(), (28, 28), "mnist",
+                  Recipe("adam", 1e-3, batch_size=128, epochs=3),
+                  "conv 16-32 3x3 with BatchNorm and max-pool, dense 128", ("lecun",),
                   ("block1", "block2", "hidden1")),
-        ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist", ("lecun",), task="autoencoder"),
+        ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist",
+                  Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
+                  "the natural preset's prior: a VAE, latent 16", ("lecun",),
+                  task="autoencoder"),
         # a 2-D latent leaves the digit to the label (see jinvert.generate)
         ModelSpec("mnist-cvae", lambda init: VAE(latent_dim=2, n_classes=10), (28, 28), "mnist",
-                  ("lecun",), task="generator"),
+                  Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
+                  "seed 000's generator: a conditional VAE, latent 2", ("lecun",),
+                  task="generator"),
     )
 }
 

@@ -1,31 +1,36 @@
 """Objectives: values the inversion engine maximises, which add, subtract and scale.
 
-    objective = class_logit() - 0.05 * total_variation()
-
 Each objective is a pure function of a `Context`: the input `x` (the clean image, before any
 robustness transform), the model's `outputs` and hidden `activations` for the transformed
 input, and this lane's `target`. Scores (`class_logit`, `unit`, ...) are to be maximised;
 distances and priors (`cross_entropy`, `output_l2`, `l2`, `total_variation`, ...) are positive
-and enter with a minus sign.
+and enter with a minus sign. An objective built without a fixed target (`class_logit()` rather
+than `class_logit(8)`) reads the target of its lane, so one objective serves every target
+under `vmap`; its `target_kind` says what a target is (`jinvert.target_kinds`).
 
-An objective built without a fixed target (`class_logit()` rather than `class_logit(8)`) reads
-the target of its lane, so one objective serves all targets under `vmap`. Its `target_kind`
-says what a target is, and the engine validates targets against it:
-  class   an integer class index          (class_logit, class_log_prob, cross_entropy)
-  vector  a full output vector            (cross_entropy_to, output_l1, output_l2)
-  unit    an integer unit index of `layer` (unit)
-  value   a regression output value       (output_error)
+>>> import jax.numpy as jnp
+>>> from jinvert import objectives as ob
+>>> objective = ob.class_logit() - 0.05 * ob.total_variation()
+>>> objective.name, objective.target_kind
+('class_logit() - 0.05*total_variation()', 'class')
+>>> ctx = ob.Context(x=jnp.zeros((2, 2)), outputs=jnp.array([1.0, 3.0]), activations={}, target=1)
+>>> float(objective(ctx))
+3.0
+
+A new objective is a factory of `fn(ctx)` (or `fn(ctx, target)`) under `wrap_objective`, which
+derives its name from the call and its target kind from the arguments.
 """
 
 import dataclasses
+import functools
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jinvert.errors import JinvertError
-
-TARGET_KINDS = ("class", "vector", "unit", "value")
 
 
 class Context(NamedTuple):
@@ -43,8 +48,9 @@ class Objective:
   Attributes:
     fn: `fn(ctx) -> scalar`.
     name: a readable formula, e.g. `class_logit() - 0.05*total_variation()`.
-    target_kind: what the lane target is, or None when the objective reads no target.
-    layer: the hidden layer a `unit` objective reads, or None.
+    target_kind: what the lane target is (`jinvert.target_kinds`), or None when the objective
+      reads no target.
+    layer: the hidden layer the objective reads, or None.
   """
   fn: Callable[[Context], jax.Array]
   name: str
@@ -91,118 +97,170 @@ def _combine(a, b, op, symbol):
                    _merge(a.layer, b.layer, "layer"))
 
 
-def _target(fixed, ctx):
-  return ctx.target if fixed is None else fixed
+def _shown(value) -> str:
+  """An argument as the objective's name shows it: numbers and names as written, arrays as
+  `...` (the name is a formula, not a dump)."""
+  if isinstance(value, float):
+    return f"{value:g}"
+  if value is None or isinstance(value, (bool, int, str)):
+    return repr(value)
+  if isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
+    return repr(value)
+  return "..."
 
 
-def _label(name, fixed):
-  return f"{name}({'' if fixed is None else repr(fixed)})"
+def _is_default(signature, name: str, value) -> bool:
+  default = signature.parameters[name].default
+  simple = (type(None), bool, int, float, str, tuple)
+  return isinstance(value, simple) and isinstance(default, simple) and value == default
+
+
+def wrap_objective(kind: str | None = None, target: str | None = None,
+                   layer: str | None = None):
+  """Makes a factory of objective functions a factory of named `Objective`s (Lucid's
+  `wrap_objective`).
+
+  The objective's name is the call that made it (`unit('hidden1', 3)`; a keyword argument
+  given its default value is left out). With `kind`, the
+  factory's parameter `target` fixes the target: given, the function sees that value; left
+  None, it sees each lane's target and the objective's `target_kind` is `kind`. The function
+  is then `fn(ctx, target)`, else `fn(ctx)`.
+
+  Args:
+    kind: the target kind the objective reads (`jinvert.target_kinds`), or None.
+    target: the factory's parameter that fixes the target.
+    layer: the factory's parameter naming the activation the objective reads.
+
+  >>> @wrap_objective(kind="class", target="c")
+  ... def twice_the_logit(c=None):
+  ...   return lambda ctx, c: 2 * ctx.outputs[c]
+  >>> twice_the_logit(), twice_the_logit(3).target_kind
+  (Objective(twice_the_logit()), None)
+  """
+  def decorate(make):
+    signature = inspect.signature(make)
+
+    @functools.wraps(make)
+    def factory(*args, **kwargs):
+      given = signature.bind(*args, **kwargs).arguments
+      fn = make(*args, **kwargs)
+      shown = [_shown(a) for a in args] + [f"{k}={_shown(v)}" for k, v in kwargs.items()
+                                           if not _is_default(signature, k, v)]
+      name = f"{make.__name__}({', '.join(shown)})"
+      reads = given.get(layer) if layer else None
+      if kind is None:
+        return Objective(fn, name, None, reads)
+      fixed = given.get(target)
+      if fixed is None:
+        return Objective(lambda ctx: fn(ctx, ctx.target), name, kind, reads)
+      return Objective(lambda ctx: fn(ctx, fixed), name, None, reads)
+    return factory
+  return decorate
 
 
 # Outputs --------------------------------------------------------------------------------------
 
-def class_logit(c: int | None = None) -> Objective:
+@wrap_objective("class", target="c")
+def class_logit(c: int | None = None):
   """The logit of class `c` (or of the lane's target class)."""
-  return Objective(lambda ctx: ctx.outputs[_target(c, ctx)], _label("class_logit", c),
-                   "class" if c is None else None)
+  return lambda ctx, c: ctx.outputs[c]
 
 
-def class_log_prob(c: int | None = None) -> Objective:
+@wrap_objective("class", target="c")
+def class_log_prob(c: int | None = None):
   """log softmax(outputs)[c]: the class's log-probability."""
-  return Objective(lambda ctx: jax.nn.log_softmax(ctx.outputs)[_target(c, ctx)],
-                   _label("class_log_prob", c), "class" if c is None else None)
+  return lambda ctx, c: jax.nn.log_softmax(ctx.outputs)[c]
 
 
-def class_log_prob_up_to(p: float, c: int | None = None) -> Objective:
+@wrap_objective("class", target="c")
+def class_log_prob_up_to(p: float, c: int | None = None):
   """min(log softmax(outputs)[c], log p): the log-probability, until it reaches p. Beside a
   distance penalty it finds the smallest change that makes the class probable (a
   counterfactual): once p is reached only the penalty pulls."""
   if not 0 < p < 1:
     raise JinvertError(f"class_log_prob_up_to: p must be in (0, 1), got {p}")
-  return Objective(lambda ctx: jnp.minimum(jax.nn.log_softmax(ctx.outputs)[_target(c, ctx)],
-                                           jnp.log(p)),
-                   f"class_log_prob_up_to({p:g}{'' if c is None else f', {c}'})",
-                   "class" if c is None else None)
+  return lambda ctx, c: jnp.minimum(jax.nn.log_softmax(ctx.outputs)[c], jnp.log(p))
 
 
-def cross_entropy(c: int | None = None) -> Objective:
+@wrap_objective("class", target="c")
+def cross_entropy(c: int | None = None):
   """Cross-entropy from the one-hot target `c` to softmax(outputs); a distance (use with minus)."""
-  return Objective(lambda ctx: -jax.nn.log_softmax(ctx.outputs)[_target(c, ctx)],
-                   _label("cross_entropy", c), "class" if c is None else None)
+  return lambda ctx, c: -jax.nn.log_softmax(ctx.outputs)[c]
 
 
-def cross_entropy_to(distribution=None) -> Objective:
+@wrap_objective("vector", target="distribution")
+def cross_entropy_to(distribution=None):
   """Cross-entropy from a target distribution to softmax(outputs); a distance."""
-  def fn(ctx):
-    return -jnp.sum(_target(distribution, ctx) * jax.nn.log_softmax(ctx.outputs))
-  return Objective(fn, _label("cross_entropy_to", None if distribution is None else "p"),
-                   "vector" if distribution is None else None)
+  return lambda ctx, p: -jnp.sum(p * jax.nn.log_softmax(ctx.outputs))
 
 
-def _output_distance(name, norm):
-  def make(vector=None, space: str = "probs") -> Objective:
-    if space not in ("probs", "logits"):
-      raise JinvertError(f"{name}: space must be 'probs' or 'logits', got {space!r}")
-
-    def fn(ctx):
-      out = jax.nn.softmax(ctx.outputs) if space == "probs" else ctx.outputs
-      return norm(out - _target(vector, ctx))
-    return Objective(fn, f"{name}({space})", "vector" if vector is None else None)
-  make.__name__ = name
-  make.__doc__ = (f"{name.upper()[-2:]} distance from the outputs (softmax probabilities or "
-                  "logits) to a target vector; a distance (use with minus).")
-  return make
+def _outputs_in(space: str, name: str):
+  if space not in ("probs", "logits"):
+    raise JinvertError(f"{name}: space must be 'probs' or 'logits', got {space!r}")
+  return (lambda ctx: jax.nn.softmax(ctx.outputs)) if space == "probs" else (lambda ctx: ctx.outputs)
 
 
-output_l1 = _output_distance("output_l1", lambda d: jnp.sum(jnp.abs(d)))
-output_l2 = _output_distance("output_l2", lambda d: jnp.sum(d ** 2))
+@wrap_objective("vector", target="vector")
+def output_l1(vector=None, space: str = "probs"):
+  """L1 distance from the outputs (softmax probabilities or logits) to a target vector; a
+  distance (use with minus)."""
+  outputs = _outputs_in(space, "output_l1")
+  return lambda ctx, v: jnp.sum(jnp.abs(outputs(ctx) - v))
 
 
-def output_error(value=None, index: int = 0) -> Objective:
+@wrap_objective("vector", target="vector")
+def output_l2(vector=None, space: str = "probs"):
+  """Squared L2 distance from the outputs (softmax probabilities or logits) to a target
+  vector; a distance (use with minus)."""
+  outputs = _outputs_in(space, "output_l2")
+  return lambda ctx, v: jnp.sum((outputs(ctx) - v) ** 2)
+
+
+@wrap_objective("value", target="value")
+def output_error(value=None, index: int = 0):
   """Squared error (outputs[index] - value)^2 of a regression output; a distance."""
-  return Objective(lambda ctx: (ctx.outputs[index] - _target(value, ctx)) ** 2,
-                   _label("output_error", value), "value" if value is None else None)
+  return lambda ctx, v: (ctx.outputs[index] - v) ** 2
 
 
 # Hidden units ---------------------------------------------------------------------------------
 
-def unit(layer: str, index: int | None = None) -> Objective:
+@wrap_objective("unit", target="index", layer="layer")
+def unit(layer: str, index: int | None = None):
   """The activation of one unit of a hidden layer: maximise it, or `-unit(...)` to shut it down."""
-  def fn(ctx):
-    return ctx.activations[layer][_target(index, ctx)]
-  return Objective(fn, f"unit({layer!r}{'' if index is None else f', {index}'})",
-                   "unit" if index is None else None, layer)
+  return lambda ctx, i: ctx.activations[layer][i]
 
 
 # Priors and penalties on the input ------------------------------------------------------------
 
-def l2() -> Objective:
+@wrap_objective()
+def l2():
   """Mean squared pixel value; a penalty."""
-  return Objective(lambda ctx: jnp.mean(ctx.x ** 2), "l2()")
+  return lambda ctx: jnp.mean(ctx.x ** 2)
 
 
-def l1() -> Objective:
+@wrap_objective()
+def l1():
   """Mean absolute pixel value; a penalty."""
-  return Objective(lambda ctx: jnp.mean(jnp.abs(ctx.x)), "l1()")
+  return lambda ctx: jnp.mean(jnp.abs(ctx.x))
 
 
-def total_variation(axes=(-2, -1)) -> Objective:
+@wrap_objective()
+def total_variation(axes=(-2, -1)):
   """Mean absolute difference between neighbouring pixels along the two spatial `axes`
   (channels-last images: (-3, -2)); a penalty."""
-  def fn(ctx):
-    return sum(jnp.mean(jnp.abs(jnp.diff(ctx.x, axis=a))) for a in axes)
-  return Objective(fn, "total_variation()")
+  return lambda ctx: sum(jnp.mean(jnp.abs(jnp.diff(ctx.x, axis=a))) for a in axes)
 
 
-def l2_distance_to(reference) -> Objective:
+@wrap_objective()
+def euclidean_distance_to(reference):
   """The Euclidean distance ||x - reference||_2 (smoothed at 0 so its gradient is finite);
   a penalty."""
-  reference = jnp.asarray(reference)
-  return Objective(lambda ctx: jnp.sqrt(jnp.sum((ctx.x - reference) ** 2) + 1e-12),
-                   "l2_distance_to(start)")
+  reference = np.asarray(reference)  # in the input's dtype when used
+  return lambda ctx: jnp.sqrt(jnp.sum((ctx.x - jnp.asarray(reference, ctx.x.dtype)) ** 2) + 1e-12)
 
 
-def distance_to(reference) -> Objective:
-  """Mean squared distance from the input to a reference image; a penalty."""
-  reference = jnp.asarray(reference)
-  return Objective(lambda ctx: jnp.mean((ctx.x - reference) ** 2), "distance_to(ref)")
+@wrap_objective()
+def mean_squared_distance_to(reference):
+  """The mean over pixels of (x - reference)^2; a penalty."""
+  reference = np.asarray(reference)  # in the input's dtype when used
+  return lambda ctx: jnp.mean((ctx.x - jnp.asarray(reference, ctx.x.dtype)) ** 2)

@@ -6,6 +6,15 @@ A Parameterization is three pure functions:
   project(latent) -> latent             applied after every optimiser step (a constraint)
 
 Box and ball constraints use `optax.projections` and hold exactly after every step.
+
+>>> import jax, jax.numpy as jnp
+>>> box = pixels()                        # the box [0, 1], by projection
+>>> latent = box.init(jax.random.key(0), (2, 2))
+>>> box.project(latent + 5.0).tolist()    # a step out of the box lands on its face
+[[1.0, 1.0], [1.0, 1.0]]
+>>> ball = l2_ball(jnp.zeros((2, 2)), radius=0.5)
+>>> float(jnp.linalg.norm(ball.project(jnp.ones((2, 2)))))
+0.5
 """
 
 from typing import Callable, NamedTuple
@@ -118,7 +127,8 @@ def fourier(shape=(28, 28), decay: float = 1.0, scale: float = 0.01) -> Paramete
     return scale * jax.random.normal(key, tuple(input_shape[:-2]) + (2, h, w // 2 + 1))
 
   def to_input(latent):
-    spectrum = (latent[..., 0, :, :] + 1j * latent[..., 1, :, :]) * weights
+    scale = weights.astype(latent.dtype)
+    spectrum = jax.lax.complex(latent[..., 0, :, :] * scale, latent[..., 1, :, :] * scale)
     return jax.nn.sigmoid(jnp.fft.irfft2(spectrum, s=(h, w), norm="ortho") * h)
 
   return Parameterization(init, to_input, _identity, f"fourier(decay={decay:g})")

@@ -2,10 +2,18 @@
 
 `grid_png` and `curve_png` return the PNG's bytes, for commands that stage their outputs
 (`jinvert.files.Outputs`); `save_grid` and `save_curve` write them to a path atomically.
+
+>>> import numpy as np
+>>> images = np.random.default_rng(0).random((2, 3, 28, 28))   # 2 targets x 3 restarts
+>>> mosaic(images).shape                                      # a pixel of padding around each
+(59, 88)
+>>> grid_png(images, row_labels=[3, 8], title="two digits")[:4]
+b'\x89PNG'
 """
 
 import io
 import math
+import textwrap
 
 import numpy as np
 
@@ -15,9 +23,27 @@ from jinvert.files import atomic_write_bytes
 def _png(fig) -> bytes:
   import matplotlib.pyplot as plt
   buffer = io.BytesIO()
-  fig.savefig(buffer, format="png", dpi=100)
+  fig.savefig(buffer, format="png", dpi=100, pil_kwargs={"optimize": True})
   plt.close(fig)
   return buffer.getvalue()
+
+
+def _finished(fig, ax, title: str | None) -> bytes:
+  """The figure's PNG, with its title (if any) over `ax` (over the figure when `ax` is None)."""
+  if title:
+    _title(fig, ax, title)
+  fig.tight_layout()
+  return _png(fig)
+
+
+def _title(fig, ax, title: str, fontsize: float = 9):
+  """The title of `ax` (of the figure when `ax` is None), wrapped to the figure's width: a
+  formula can be longer than a narrow grid is wide."""
+  text = textwrap.fill(title, max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize))))
+  if ax is None:
+    fig.suptitle(text, fontsize=fontsize)
+  else:
+    ax.set_title(text, fontsize=fontsize)
 
 
 def _pyplot():
@@ -43,12 +69,17 @@ def displayable(images, kind: str):
   return images
 
 
+def _planes(images):
+  """(the shape of one image, (3,) for colour or () for gray) of (..., H, W) or (..., H, W, 3)."""
+  colour = images.shape[-1:] if images.ndim in (3, 5) and images.shape[-1] == 3 else ()
+  return images.shape[images.ndim - len(colour) - 2:], colour
+
+
 def mosaic(images, pad: int = 1, columns: int | None = None) -> np.ndarray:
   """Tiles images (T, R, H, W) or colour (T, R, H, W, 3) into one array, a row per target;
-  with `columns`, the images flattened are laid out `columns` to a row instead."""
+  with `columns`, the images (any leading axes) are laid out `columns` to a row instead."""
   images = np.asarray(images, np.float32)
-  colour = images.shape[-1:] if images.ndim in (3, 5) and images.shape[-1] == 3 else ()
-  plane = images.shape[images.ndim - len(colour) - 2:]
+  plane, colour = _planes(images)
   if columns is not None:
     flat = images.reshape((-1,) + plane)
     rows = math.ceil(len(flat) / columns)
@@ -68,7 +99,8 @@ def grid_png(images, row_labels=None, title: str | None = None, columns: int | N
   """A PNG grid of images in [0, 1] (black 0, white 1), a row per target.
 
   Args:
-    images: (T, R, H, W), or colour (T, R, H, W, 3) (see `displayable`).
+    images: (T, R, H, W), or colour (T, R, H, W, 3) (see `displayable`); with `columns`, any
+      leading axes, (N, H, W) say.
     row_labels: optional label per row (e.g. the target class).
     title: optional figure title.
     columns: lay the images out this many to a row instead (e.g. 16 for 256 units).
@@ -76,21 +108,17 @@ def grid_png(images, row_labels=None, title: str | None = None, columns: int | N
   """
   plt = _pyplot()
   grid = mosaic(images, columns=columns)
-  images = np.asarray(images)
-  rows = grid.shape[0] / (images.shape[2] + 1)
-  cols = grid.shape[1] / (images.shape[3] + 1)
+  h, w = _planes(np.asarray(images))[0][:2]
+  rows, cols = grid.shape[0] / (h + 1), grid.shape[1] / (w + 1)
   fig, ax = plt.subplots(figsize=(max(2.0, cols * scale + 0.6), max(1.5, rows * scale + 0.6)))
   ax.imshow(np.clip(grid, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
   ax.set_xticks([])
   if row_labels is not None and columns is None:
-    h = images.shape[2] + 1
-    ax.set_yticks([1 + h * i + h / 2 for i in range(len(row_labels))], [str(l) for l in row_labels])
+    ax.set_yticks([1 + (h + 1) * (i + 0.5) for i in range(len(row_labels))],
+                  [str(l) for l in row_labels])
   else:
     ax.set_yticks([])
-  if title:
-    ax.set_title(title, fontsize=9)
-  fig.tight_layout()
-  return _png(fig)
+  return _finished(fig, ax, title)
 
 
 def save_grid(path, *args, **kwargs):
@@ -109,15 +137,36 @@ def curve_png(values, xlabel: str, ylabel: str, title: str | None = None,
     ax.legend(loc="lower right", fontsize=8)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
-  if title:
-    ax.set_title(title, fontsize=9)
-  fig.tight_layout()
-  return _png(fig)
+  return _finished(fig, ax, title)
 
 
 def save_curve(path, *args, **kwargs):
   """Writes `curve_png(*args, **kwargs)` to `path` atomically."""
   return atomic_write_bytes(path, curve_png(*args, **kwargs))
+
+
+def bars_png(categories, series: dict, ylabel: str, title: str | None = None,
+              references: dict | None = None, ylim=None) -> bytes:
+  """A PNG of grouped bars: one group per category, one bar per series (`{name: values}`, a
+  value per category, None for none), each bar labelled with its value; `references`
+  (`{name: value}`) draws a dashed line per series, in its colour (a teacher's accuracy, say)."""
+  plt = _pyplot()
+  n = len(series)
+  width = 0.8 / n
+  fig, ax = plt.subplots(figsize=(1.1 * len(categories) + 1.5, 3.2))
+  for i, (name, values) in enumerate(series.items()):
+    x = np.arange(len(categories)) + (i - (n - 1) / 2) * width
+    shown = [np.nan if v is None else v for v in values]
+    bars = ax.bar(x, shown, width, label=name, color=f"C{i}")
+    ax.bar_label(bars, [("" if v is None else f"{v:.1f}") for v in values], fontsize=7)
+    if references and name in references:
+      ax.axhline(references[name], color=f"C{i}", lw=0.8, ls="--")
+  ax.set_xticks(np.arange(len(categories)), categories, fontsize=8)
+  ax.set_ylabel(ylabel)
+  if ylim is not None:
+    ax.set_ylim(*ylim)
+  ax.legend(fontsize=8, loc="upper left")
+  return _finished(fig, ax, title)
 
 
 def features_png(vectors, row_labels, low, high, title: str | None = None) -> bytes:
@@ -135,10 +184,7 @@ def features_png(vectors, row_labels, low, high, title: str | None = None) -> by
     ax.plot(index, vectors[i].T, marker=".", lw=0.6, ms=3, alpha=0.7)
     ax.set_ylabel(str(row_labels[i]), rotation=0, ha="right", va="center")
   axes[-1, 0].set_xlabel("feature")
-  if title:
-    fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
-  return _png(fig)
+  return _finished(fig, None, title)
 
 
 def counterfactual_png(start, results, row_labels, title: str | None = None) -> bytes:
@@ -169,7 +215,4 @@ def counterfactual_png(start, results, row_labels, title: str | None = None) -> 
     axes[i, 0].set_ylabel(str(row_labels[i]), rotation=0, ha="right", va="center")
   for ax, name in zip(axes[0], ("start", "after", "change")):
     ax.set_title(name, fontsize=8)
-  if title:
-    fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
-  return _png(fig)
+  return _finished(fig, None, title)

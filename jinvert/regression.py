@@ -6,6 +6,14 @@ the target must lie strictly inside (0, 1); it is first mapped through the logit
 runs on the pre-activation, where the squared error is a parabola: on the sigmoid output itself
 the gradient vanishes wherever the sigmoid saturates (at x = 1 here it is about 1e-13) and the
 descent never moves. A target outside (0, 1) is reported unreachable, never NaN.
+
+>>> import jax.numpy as jnp
+>>> params = {"params": {"out": {"kernel": jnp.array([[0.4]]), "bias": jnp.array([-25.0])}}}
+>>> found = reconstruct(params, 100.0, learning_rate=1.0, steps=100)   # y0 = 100: x0 = 312.5
+>>> round(found["x0"], 2), round(found["closed_form_x0"], 2)
+(312.5, 312.5)
+>>> reconstruct(params, 1.5, "sigmoid")["reachable"]                  # beyond the sigmoid's range
+False
 """
 
 import math
@@ -14,9 +22,9 @@ import jax
 import numpy as np
 import optax
 
-from jinvert import inverse, objectives, parameterizations
+from jinvert import exact_inverse, objectives, parameterizations
 from jinvert.errors import JinvertError
-from jinvert.invert import invert
+from jinvert.engine import invert
 
 ACTIVATIONS = ("none", "sigmoid")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -53,7 +61,7 @@ def reconstruct(params, y0: float, activation: str = "none", learning_rate: floa
                  "y_at_x0": None, "relative_difference": None, "x_history": []}
   if activation == "sigmoid":
     try:
-      target = float(inverse.sigmoid_preimage(y0))
+      target = float(exact_inverse.sigmoid_preimage(y0))
     except JinvertError as e:
       return dict(unreachable, reason=str(e))
   else:
@@ -65,7 +73,7 @@ def reconstruct(params, y0: float, activation: str = "none", learning_rate: floa
     return dict(unreachable, reason=f"x0 = {closed:.3g} is beyond float32's range")
 
   def pre_activation(p, x):
-    return x @ p["params"]["out"]["kernel"] + p["params"]["out"]["bias"]
+    return x @ p["params"]["out"]["kernel"] + p["params"]["out"]["bias"][None]
 
   result = invert(pre_activation, params, -objectives.output_error(), np.array([target]),
                   key=jax.random.key(0), input_shape=(1,), steps=steps,

@@ -1,8 +1,15 @@
-"""Pure training: `train_step`, scanned epochs, and each seed's recipe.
+"""Pure training: `train_step`, scanned epochs, and `fit`, which trains a zoo model by its recipe.
 
-An epoch is one `lax.scan` over shuffled batches, compiled once. On the 2-core CPU it measured
-2.5x (mnist-mlp, batch 100) and 4.7x (fashion-mlp, batch 32) faster than a Python loop over a
-jitted step (`experiments/train_loop_speed.py`).
+An epoch is one `lax.scan` over shuffled batches, compiled once (against a Python loop over a
+jitted step: experiments/RESULTS.md). Each model's recipe is part of its zoo entry
+(`jinvert.models.ModelSpec.recipe`).
+
+>>> import jax
+>>> epoch_indices(jax.random.key(0), n_examples=10, batch_size=3, n_steps=4).shape  # 3 a pass
+(4, 3)
+>>> params, metadata = fit("linear", epochs=3000, log=lambda line: None)    # seed 004's model
+>>> metadata["dataset"], round(float(params["params"]["out"]["kernel"][0, 0]), 1)
+('seed004-linear', 0.4)
 """
 
 import dataclasses
@@ -17,42 +24,10 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from jinvert import optimizers
 from jinvert.errors import JinvertError
+from jinvert.models import Recipe
 
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-  """A training recipe.
-
-  Attributes:
-    optimizer: `adam` or `adagrad` (optax's; adagrad starts its accumulator at 0.1, as TF does).
-    learning_rate: step size.
-    batch_size: examples per step.
-    epochs: passes over the training set (used when `steps` is None).
-    steps: a fixed number of steps, as seed 002's `for i in range(2000)` loop.
-    loss: a name in LOSSES: `mean_xent`, `sum_xent` (seed 002's), `mse`, `elbo`.
-    log_every: epochs between progress lines.
-  """
-  optimizer: str
-  learning_rate: float
-  batch_size: int
-  epochs: int = 1
-  steps: int | None = None
-  loss: str = "mean_xent"
-  log_every: int = 1
-
-
-RECIPES = {
-    "mnist-mlp": Recipe("adam", 1e-3, batch_size=100, epochs=15),
-    "r2rt-mlp": Recipe("adagrad", 0.01, batch_size=1000, steps=2000, loss="sum_xent"),
-    "fashion-mlp": Recipe("adam", 1e-3, batch_size=32, epochs=10),
-    # seed 004: model.fit(epochs=100000, batch_size=100) on 100 points, one step an epoch
-    "linear": Recipe("adam", 1e-3, batch_size=100, epochs=100_000, loss="mse", log_every=10_000),
-    "cnn": Recipe("adam", 1e-3, batch_size=128, epochs=3),
-    "mnist-cnn": Recipe("adam", 1e-3, batch_size=128, epochs=3),
-    "vae": Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
-    "mnist-cvae": Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
-}
 
 OPTIMIZERS = {"adam": optax.adam, "adagrad": optax.adagrad, "sgd": optax.sgd}
 
@@ -125,7 +100,7 @@ def train_step(state, batch, loss: str = "mean_xent", key=None):
       lambda params: LOSSES[loss](apply_fn, params, inputs, labels, key), has_aux=True)(
           state.params)
   updated = metrics.pop("updated_variables", None)
-  state = state.apply_gradients(grads=grads)
+  state = optimizers.apply_gradients(state, grads)
   if updated is not None:
     state = state.replace(params={**state.params, **updated})
   return state, metrics
@@ -219,22 +194,15 @@ def train_and_evaluate(module, params, recipe: Recipe, train, test, key, log=Non
   return state, history
 
 
-def seed004_linear_data(key, n: int = 100):
-  """Seed 004's data: x ~ U(0, 1000), y = 0.4 x - 50 U(0, 1); x shaped (n, 1), y (n,)."""
-  kx, ky = jax.random.split(key)
-  x = jax.random.uniform(kx, (n, 1), minval=0.0, maxval=1000.0)
-  y = 0.4 * x[:, 0] - 50.0 * jax.random.uniform(ky, (n,))
-  return np.asarray(x), np.asarray(y)
-
-
 def fit(model: str, dataset: str | None = None, seed: int = 0, epochs: int | None = None,
         init: str | None = None, data_dir=None, log=None):
   """Trains a registered model by its recipe on its data; the whole `jinvert train` job.
 
   Args:
     model: registry name.
-    dataset: `mnist` or `fashion-mnist` (default: the model's own; None for `linear`).
-    seed: decides init, shuffling and any sampling.
+    dataset: a name in `jinvert.data.DATASETS` whose inputs the model takes (default: the
+      model's own).
+    seed: decides init, shuffling and any sampling (and seed 004's generated points).
     epochs: overrides the recipe's epochs or fixed step count.
     init: init scheme name (default: the model's first).
     data_dir: optional data folder tried first.
@@ -243,35 +211,32 @@ def fit(model: str, dataset: str | None = None, seed: int = 0, epochs: int | Non
   Returns:
     (params, metadata) ready for `checkpoint.save_checkpoint`.
   """
-  from jinvert import __version__, data, models
+  from jinvert import checkpoint, data, models
 
   spec = models.get_model(model)
-  recipe = RECIPES[spec.name]
+  recipe = spec.recipe
   if epochs is not None:
     if epochs <= 0:
       raise JinvertError(f"epochs must be positive, got {epochs}")
     recipe = dataclasses.replace(recipe, epochs=epochs, steps=None)
+  dataset = dataset or spec.dataset
+  if dataset not in data.DATASETS:
+    raise JinvertError(f"unknown dataset {dataset!r}; choose one of: {', '.join(data.DATASETS)}")
+  if data.DATASETS[dataset].input_shape != spec.input_shape:
+    raise JinvertError(f"model {spec.name!r} takes inputs of shape {spec.input_shape}; dataset "
+                       f"{dataset!r} holds {data.DATASETS[dataset].input_shape}")
   init_key, data_key, shuffle_key = jax.random.split(jax.random.key(seed), 3)
-  if spec.dataset is None:
-    if dataset is not None:
-      raise JinvertError(f"model {spec.name!r} trains on seed 004's synthetic data; drop --dataset")
-    dataset = "seed004-linear"
-    train_split = test_split = seed004_linear_data(data_key)
-  else:
-    dataset = dataset or spec.dataset
-    ds = data.load_dataset(dataset, data_dir)
-    train_split, test_split = (ds.train_images, ds.train_labels), (ds.test_images, ds.test_labels)
+  ds = data.load_dataset(dataset, data_dir, key=data_key)
   init = init or spec.inits[0]
-  module = spec.module(init)
   t0 = time.perf_counter()
-  state, history = train_and_evaluate(module, spec.init_params(init_key, init), recipe,
-                                      train_split, test_split, shuffle_key, log)
+  state, history = train_and_evaluate(spec.module(init), spec.init_params(init_key, init), recipe,
+                                      (ds.train_images, ds.train_labels),
+                                      (ds.test_images, ds.test_labels), shuffle_key, log)
   final = history[-1]
   metadata = {"model": spec.name, "init": init, "dataset": dataset, "seed": seed,
               "recipe": dataclasses.asdict(recipe), "test_accuracy": final.get("test_accuracy"),
               "test_loss": final["test_loss"], "train_seconds": time.perf_counter() - t0,
-              "jinvert_version": __version__, "jax_version": jax.__version__,
-              "backend": jax.default_backend()}
+              **checkpoint.provenance()}
   return state.params, metadata
 
 

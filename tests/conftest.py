@@ -1,10 +1,23 @@
+"""Shared fixtures. Every test, and every process a test starts, runs under JAX's strict dtype
+promotion and with implicit rank promotion an error (as Equinox tests): a silent float64 or a
+broadcast that only works by accident fails here instead of in a user's program."""
+
 import gzip
 import os
 import struct
 from pathlib import Path
 
-import numpy as np
-import pytest
+# before jax is imported anywhere, so that subprocesses inherit them too
+os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
+os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("JINVERT_DATA", REPO.parent / "shared" / "data"))
@@ -50,3 +63,36 @@ def real_data_or_skip(name="mnist"):
   if not (folder / "train-images-idx3-ubyte.gz").exists():
     pytest.skip(f"real data not found at {folder} (set JINVERT_DATA)")
   return SHARED_DATA
+
+
+def tiny_model(key, n_out=4, hidden=6, dtype=jnp.float32, n_in=25):
+  """A random n_in-hidden-n_out tanh MLP returning (outputs, {"h_pre": pre-activations,
+  "h": tanh})."""
+  k1, k2 = jax.random.split(key)
+  params = {"w1": jax.random.normal(k1, (n_in, hidden), dtype),
+            "w2": jax.random.normal(k2, (hidden, n_out), dtype)}
+
+  def apply_fn(params, x):
+    pre = x.reshape(x.shape[0], -1) @ params["w1"]
+    h = jnp.tanh(pre)
+    return h @ params["w2"], {"h_pre": pre, "h": h}
+  return apply_fn, params
+
+
+@pytest.fixture
+def x64():
+  """float64 for the test's duration: finite differences and bit-level comparisons."""
+  jax.config.update("jax_enable_x64", True)
+  yield
+  jax.config.update("jax_enable_x64", False)
+
+
+def finite_difference_check(f, x, key, directions=3, eps=1e-6, rtol=1e-6, atol=1e-8):
+  """Asserts that jax.grad(f) at x matches central differences along random directions
+  (float64 inputs: the x64 fixture)."""
+  grad = jax.grad(f)(x)
+  assert grad.dtype == x.dtype
+  for i in range(directions):
+    v = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+    numeric = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(jnp.vdot(grad, v), numeric, rtol=rtol, atol=atol)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jinvert import checkpoint, models
-from jinvert.arguments import parse_targets
+from jinvert.cli.arguments import parse_targets
 from jinvert.errors import JinvertError
 from test_cli import assert_one_line_error, run_cli
 

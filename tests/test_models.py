@@ -27,7 +27,8 @@ def test_hidden_activations_are_reachable_by_name(name, widths):
   # the sown activation is the one the output layer consumes
   last = acts[spec.layers[-1]]
   out = params["params"]["out"]
-  np.testing.assert_allclose(last @ out["kernel"] + out["bias"], logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(last @ out["kernel"] + out["bias"][None], logits, rtol=1e-5,
+                             atol=1e-5)
   np.testing.assert_allclose(spec.module().apply(params, x), logits)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jinvert import data, models, train
+from jinvert.errors import JinvertError
 from conftest import real_data_or_skip
 
 
@@ -15,7 +16,8 @@ def _fixed_batch(key, n=64):
 
 @pytest.mark.parametrize("name", ["mnist-mlp", "r2rt-mlp", "fashion-mlp"])
 def test_train_step_lowers_loss_on_fixed_batch(name):
-  spec, recipe = models.get_model(name), train.RECIPES[name]
+  spec = models.get_model(name)
+  recipe = spec.recipe
   state = train.create_train_state(spec.module(), spec.init_params(jax.random.key(0)), recipe)
   batch = _fixed_batch(jax.random.key(1))
   step = jax.jit(train.train_step, static_argnames="loss")
@@ -34,8 +36,8 @@ def test_epoch_indices_cover_each_example_once_per_epoch():
 
 
 def _train_tiny(seed):
-  spec, recipe = models.get_model("mnist-mlp"), dataclasses.replace(
-      train.RECIPES["mnist-mlp"], batch_size=16, epochs=2)
+  spec = models.get_model("mnist-mlp")
+  recipe = dataclasses.replace(spec.recipe, batch_size=16, epochs=2)
   x, y = _fixed_batch(jax.random.key(2), 64)
   key = jax.random.key(seed)
   state, history = train.train_and_evaluate(spec.module(), spec.init_params(key), recipe,
@@ -54,8 +56,8 @@ def test_same_seed_gives_bit_identical_params():
 
 def test_linear_recipe_reaches_least_squares_fit():
   spec = models.get_model("linear")
-  x, y = train.seed004_linear_data(jax.random.key(3))
-  recipe = dataclasses.replace(train.RECIPES["linear"], epochs=60_000, log_every=60_000)
+  x, y, _, _ = data.seed004_linear(jax.random.key(3))
+  recipe = dataclasses.replace(spec.recipe, epochs=60_000, log_every=60_000)
   state, _ = train.train_and_evaluate(spec.module(), spec.init_params(jax.random.key(0)), recipe,
                                       (x, y), (x, y), jax.random.key(0), log=lambda line: None)
   w, b = np.polyfit(x[:, 0].astype(np.float64), y.astype(np.float64), 1)
@@ -68,7 +70,7 @@ def test_linear_recipe_reaches_least_squares_fit():
 def test_mnist_mlp_learns_on_a_real_slice():
   ds = data.load_dataset("mnist", real_data_or_skip("mnist"))
   spec = models.get_model("mnist-mlp")
-  recipe = dataclasses.replace(train.RECIPES["mnist-mlp"], epochs=2)
+  recipe = dataclasses.replace(spec.recipe, epochs=2)
   state, history = train.train_and_evaluate(
       spec.module(), spec.init_params(jax.random.key(0)), recipe,
       (ds.train_images[:5000], ds.train_labels[:5000]), (ds.test_images[:2000], ds.test_labels[:2000]),
@@ -79,7 +81,8 @@ def test_mnist_mlp_learns_on_a_real_slice():
 def test_batchnorm_statistics_are_learned_and_used_at_inference():
   """mnist-cnn trains on the batch's statistics, moves its running averages, and infers with
   those averages (an example's output does not depend on the rest of its batch)."""
-  spec, recipe = models.get_model("mnist-cnn"), train.RECIPES["mnist-cnn"]
+  spec = models.get_model("mnist-cnn")
+  recipe = spec.recipe
   variables = spec.init_params(jax.random.key(0))
   state = train.create_train_state(spec.module(), variables, recipe)
   batch = _fixed_batch(jax.random.key(1), 32)
@@ -95,3 +98,17 @@ def test_batchnorm_statistics_are_learned_and_used_at_inference():
   x = batch[0]
   np.testing.assert_allclose(apply(state.params, x[:1]), apply(state.params, x)[:1], rtol=1e-5,
                              atol=1e-5)
+
+
+def test_a_dataset_whose_inputs_the_model_does_not_take_is_refused():
+  with pytest.raises(JinvertError, match=r"model 'linear' takes inputs of shape \(1,\); dataset "
+                                         r"'mnist' holds \(28, 28\)"):
+    train.fit("linear", "mnist")
+  with pytest.raises(JinvertError, match="unknown dataset 'cifar'"):
+    train.fit("mnist-mlp", "cifar")
+
+
+def test_every_zoo_model_has_a_recipe_its_dataset_fits():
+  for spec in models.REGISTRY.values():
+    assert data.DATASETS[spec.dataset].input_shape == spec.input_shape, spec.name
+    assert spec.recipe.loss in train.LOSSES and spec.recipe.optimizer in train.OPTIMIZERS

@@ -1,6 +1,6 @@
 """`jinvert generate`: sample images of chosen digits from the conditional generator."""
 
-from jinvert import arguments
+from jinvert.cli import arguments
 
 
 def add(commands):
@@ -25,8 +25,8 @@ def run(args):
   import jax
   import jax.numpy as jnp
 
-  from jinvert import checkpoint, generate, invert, memory, models, plots
-  from jinvert.commands import results
+  from jinvert import checkpoint, engine, generate, memory, models, plots
+  from jinvert.cli import results
   from jinvert.files import Outputs
   from jinvert.timing import compile_timed, time_calls
 
@@ -39,7 +39,7 @@ def run(args):
     c_spec = models.require_task(c_meta["model"], "classifier", f"--classifier {args.classifier}")
     c_apply = c_spec.module(c_meta.get("init")).apply
   n = len(targets)
-  memory.require(invert.result_bytes(n, args.samples, 0, spec.input_shape, spec.n_classes, 0),
+  memory.require(engine.result_bytes(n, args.samples, 0, spec.input_shape, spec.n_classes, 0),
                  memory.host_available_bytes(), f"{n} targets x {args.samples:,} samples",
                  "use fewer --samples or --targets")
   outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT"), (args.classifier, "--classifier")])

@@ -1,5 +1,11 @@
 """The `jinvert` command line: the parser, and the boundary between the user and the library.
 
+A command is a module here: `add(subparsers)` declares its arguments and `run(args)` does the
+work, returning the JSON summary. Every `run` follows the same order: check every argument, load
+and check every input, declare every output (`jinvert.files.Outputs`), and only then work; the
+outputs are written together at the end. The command line's own helpers live beside them
+(`arguments`, `inputs`, `progress`, `results`); the library never imports this package.
+
 Each command's last stdout line is one JSON object (strict JSON: never NaN). Every failure is one
 line on stderr, no traceback:
   exit 2  bad input, or a resource the machine lacks (a file it cannot write, memory, disk);
@@ -31,13 +37,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from jinvert.commands import COMMANDS
+  from jinvert.cli import bench, distill, generate, invert, reconstruct, train
 
   parser = _Parser(prog="jinvert", description="Invert trained neural networks with JAX.")
   parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                    parser_class=_Parser)
-  for command in COMMANDS:
+  for command in (train, invert, reconstruct, generate, distill, bench):
     command.add(commands)
   for sub in commands.choices.values():
     sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)

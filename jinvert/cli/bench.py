@@ -1,6 +1,6 @@
 """`jinvert bench`: the inversion engine against the machine's limits and other ways."""
 
-from jinvert import arguments
+from jinvert.cli import arguments
 from jinvert.errors import JinvertError
 
 
@@ -30,13 +30,13 @@ def add(commands):
 
 
 def run(args):
-  from jinvert import benchmark
+  from jinvert import bench
   sizes = None
   if args.sizes is not None:
     sizes = arguments.parse_targets(args.sizes, flag="--sizes", example="1,32,256,1024")
     if 0 in sizes:
       raise JinvertError("--sizes: every size must be at least 1 restart")
-  summary = benchmark.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
+  summary = bench.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
                                     args.repeats, not args.no_references, args.largest_up_to)
   summary.pop("sizes")
   return summary

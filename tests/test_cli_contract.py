@@ -1,4 +1,6 @@
-"""Every bad input that issue 11 lists holds the command line's contract (tests/contract.py)."""
+"""The command line's contract for bad input (tests/contract.py): exit 2, one line on stderr, no
+traceback, nothing written. Arguments, files that are not what they claim, outputs that cannot be
+written, sizes that cannot fit, and what is not bad input: bugs and the machine's limits."""
 
 import gzip
 import os
@@ -10,7 +12,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from jinvert import checkpoint, data, files
+from jinvert import checkpoint, data
 from jinvert.errors import JinvertError
 from conftest import write_tiny_dataset
 from contract import assert_refused, run, save
@@ -41,7 +43,7 @@ def work(tmp_path, monkeypatch, isolated_env):
 RAW = ("--preset", "raw", "--steps", "1", "--restarts", "1")
 
 
-# 1. Exceptions other than JinvertError ------------------------------------------------------------
+# Inputs that are not what they claim -------------------------------------------------------------
 
 def test_msgpack_maps_that_are_not_full_checkpoints(work, capsys):
   for blob, fragment in (({"format": "jinvert-checkpoint", "version": 1, "metadata": {}},
@@ -109,7 +111,7 @@ def test_idx_header_whose_product_wraps_in_int64():
     data.parse_idx(raw, "x.idx")
 
 
-# 2. Outputs checked before the work, and written together ------------------------------------------
+# Outputs checked before the work -----------------------------------------------------------------
 
 @pytest.mark.parametrize("out,fragment", [
     ("data", "is a folder; give a file name inside it"),
@@ -150,7 +152,7 @@ def test_mistyped_prior_is_not_trained_into_place(work, capsys):
                                 "--out", "x.npz"], "vea.msgpack: no such checkpoint")
 
 
-# 3. What is loaded is checked ----------------------------------------------------------------------
+# What is loaded is checked -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("stem,array,dtype,fragment", [
     ("train-labels-idx1-ubyte", np.full(12, 11), np.uint8, "label 11 is outside the 10 classes"),
@@ -194,7 +196,7 @@ def test_reconstruct_json_is_strict(work, capsys):
   json.loads(out.splitlines()[-1], parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
 
 
-# 4. Sizes are bounded --------------------------------------------------------------------------------
+# Sizes are bounded, and other failures are one line ----------------------------------------------
 
 @pytest.mark.parametrize("argv,fragment", [
     (["invert", "mlp.msgpack", "--preset", "raw", "--targets", "0-2000000000", "--out", "x.npz"],
@@ -248,7 +250,7 @@ def test_out_of_memory_and_disk_full_are_one_line(work, capsys, monkeypatch):
                            "x.npz: No space left on device (the disk is full)")):
     def fail(*args, _e=error, **kwargs):
       raise _e
-    monkeypatch.setattr("jinvert.invert.timed_invert", fail)
+    monkeypatch.setattr("jinvert.engine.timed_invert", fail)
     assert_refused(capsys, work, ["invert", "mlp.msgpack", *RAW, "--out", "x.npz"], fragment)
 
 
@@ -256,58 +258,6 @@ def test_memory_limit_refuses_results_that_cannot_fit(work, capsys, monkeypatch)
   monkeypatch.setenv("JINVERT_MEMORY_LIMIT", "1M")
   assert_refused(capsys, work, ["invert", "mlp.msgpack", "--preset", "raw", "--restarts", "100",
                                 "--out", "x.npz"], "would take about", "more than the 1.0 MB available")
-
-
-def test_staging_leaves_nothing_when_a_write_fails(tmp_path, monkeypatch):
-  (tmp_path / "a").write_bytes(b"old a")
-  calls = []
-
-  def fail_second(fd, data):
-    calls.append(fd)
-    if len(calls) == 2:
-      raise OSError(28, "No space left on device")
-    os.write(fd, data)
-
-  monkeypatch.setattr(files, "_write_fd", fail_second)
-  with pytest.raises(OSError):
-    files.commit({tmp_path / "a": b"new a", tmp_path / "new" / "b": b"new b"})
-  assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
-  assert (tmp_path / "a").read_bytes() == b"old a"
-
-
-def _outputs_intact(folder, old):
-  """Each output holds its old bytes or a complete new file; no temporary is left."""
-  names = sorted(p.name for p in folder.iterdir())
-  assert names == ["mlp.msgpack", "old.npz", "old.png"], names
-  npz, png = (folder / "old.npz").read_bytes(), (folder / "old.png").read_bytes()
-  if npz != old["npz"]:
-    with np.load(folder / "old.npz") as f:
-      assert f["images"].shape == (10, 2, 28, 28)
-  assert png == old["png"] or png.startswith(b"\x89PNG") and png.endswith(b"IEND\xaeB`\x82")
-
-
-@pytest.mark.parametrize("signum", ["SIGTERM", "SIGKILL"])
-def test_killed_at_any_point_leaves_outputs_intact(tmp_path, signum):
-  import signal
-  import subprocess
-  import sys
-  import time
-  save(tmp_path / "mlp.msgpack", "mnist-mlp", dataset="mnist")
-  old = {"npz": b"an earlier result", "png": b"an earlier picture"}
-  argv = [sys.executable, "-m", "jinvert", "invert", "mlp.msgpack", "--preset", "raw",
-          "--steps", "20", "--restarts", "2", "--out", "old.npz", "--png", "old.png"]
-  t0 = time.perf_counter()
-  subprocess.run(argv, cwd=tmp_path, check=True, capture_output=True)
-  duration = time.perf_counter() - t0
-  for fraction in (0.5, 0.85, 0.95):
-    (tmp_path / "old.npz").write_bytes(old["npz"])
-    (tmp_path / "old.png").write_bytes(old["png"])
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    time.sleep(fraction * duration)
-    proc.send_signal(getattr(signal, signum))
-    proc.wait(timeout=60)
-    _outputs_intact(tmp_path, old)
 
 
 def test_refusals_stay_small_in_memory(work):
@@ -329,14 +279,14 @@ def test_refusals_stay_small_in_memory(work):
 
 def test_a_repeated_warning_is_said_once_and_only_on_success(work, capsys, monkeypatch):
   import warnings
-  from jinvert import invert
-  real = invert.timed_invert
+  from jinvert import engine
+  real = engine.timed_invert
 
   def warns_twice(*args, **kwargs):
     warnings.warn("the same thing")
     warnings.warn("the same thing")
     return real(*args, **kwargs)
-  monkeypatch.setattr("jinvert.invert.timed_invert", warns_twice)
+  monkeypatch.setattr("jinvert.engine.timed_invert", warns_twice)
   code, out, err = run(capsys, "invert", "mlp.msgpack", *RAW, "--out", "x.npz")
   assert code == 0, err
   assert [line for line in err.splitlines() if "warning" in line] == [

@@ -1,4 +1,4 @@
-"""Command-line values, checked where they are read: counts, seeds, numbers, target lists.
+"""Command-line values, checked where they are read: counts, seeds, numbers, target lists, radii.
 
 Each `argparse` type below raises `argparse.ArgumentTypeError`, which the parser turns into one
 line naming the flag. Bounds keep every value inside what the engine can represent: a seed is
@@ -89,3 +89,29 @@ def parse_targets(text: str, limit: int | None = None, what: str = "classes",
   if total > MAX_COUNT:
     raise JinvertError(f"{flag}: {total:,} entries, more than {MAX_COUNT:,}")
   return [t for lo, hi in parts for t in range(lo, hi + 1)]
+
+
+def numbers(text: str, flag: str) -> list:
+  """`1,2.5,-3` -> finite floats; an unreadable or non-finite number names `flag`."""
+  try:
+    values = [float(v) for v in text.split(",")]
+  except ValueError:
+    raise JinvertError(f"{flag}: cannot read {text!r}; write comma-separated numbers") from None
+  if not all(math.isfinite(v) for v in values):
+    raise JinvertError(f"{flag}: every number must be finite, got {text!r}")
+  return values
+
+
+def max_change(text: str | None):
+  """`l2:R` or `linf:R` -> ("l2" | "linf", R > 0), or None."""
+  if text is None:
+    return None
+  kind, _, radius = text.partition(":")
+  try:
+    value = float(radius)
+  except ValueError:
+    value = float("nan")
+  if kind not in ("l2", "linf") or not math.isfinite(value) or value <= 0:
+    raise JinvertError(f"--max-change: write l2:RADIUS or linf:RADIUS with a radius above 0, got "
+                       f"{text!r}")
+  return kind, value

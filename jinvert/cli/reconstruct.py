@@ -1,6 +1,6 @@
 """`jinvert reconstruct`: seed 004's input for a wanted output of a regression model."""
 
-from jinvert import arguments
+from jinvert.cli import arguments
 
 
 def add(commands):
@@ -25,11 +25,11 @@ def add(commands):
 
 
 def run(args):
-  from jinvert import checkpoint, invert, memory, plots, regression
+  from jinvert import checkpoint, engine, memory, plots, regression
   from jinvert.files import Outputs
 
   params, _ = checkpoint.load_checkpoint(args.checkpoint, expect_model="linear")
-  memory.require(invert.result_bytes(1, 1, args.steps, (1,), 1, 1, record_inputs=True),
+  memory.require(engine.result_bytes(1, 1, args.steps, (1,), 1, 1, record_inputs=True),
                  memory.host_available_bytes(), f"{args.steps:,} steps", "use fewer --steps")
   outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT")])
   png = outputs.add(args.png, "--png") if args.png is not None else None

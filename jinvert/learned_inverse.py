@@ -1,33 +1,19 @@
-"""Inverses that need no search: exact layer inverses, and seed 002's learned inverse matrices.
+"""Seed 002's learned inverse: r2rt's "Inverting a Neural Net", matrices that map back to inputs.
 
-Exact: a dense layer y = x W + b is inverted by least squares (the minimum-norm preimage, or
-the preimage nearest a reference input, both through the pseudo-inverse); a sigmoid by its
-logit, after checking the target lies strictly inside (0, 1).
-
-Learned (r2rt's "Inverting a Neural Net"): matrices w2_inv (100x100) and w1_inv (100x784),
-trained after the classifier by Adagrad 0.01 on the L1 distance between a sample and its
-inverse projection, plus the post's `excess_l1_inv` term, using only samples the model
-classifies with confidence > 0.8.
+Matrices w2_inv (100x100) and w1_inv (100x784) are trained after the classifier by Adagrad 0.01
+on the L1 distance between a sample and its inverse projection, plus the post's
+`excess_l1_inv` term, using only samples the model classifies with confidence > 0.8; the
+post's `generate` optimises a hidden layer for a class and projects it back.
 """
 
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jinvert.errors import JinvertError
-
-# The post's logit(p) = log(p / (1 - p)) is inf at 0 and 1 and NaN outside [0, 1]. Clipping
-# p to [EPS, 1 - EPS] first bounds it by |logit| <= log((1 - EPS) / EPS), about 16.1 in float32.
-EPS = 1e-7
-
-
-def safe_logit(p, eps: float = EPS):
-  """log(p / (1 - p)) with p clipped to [eps, 1 - eps]: finite for every real input, NaN aside."""
-  p = jnp.clip(p, eps, 1.0 - eps)
-  return jnp.log(p) - jnp.log1p(-p)
+from jinvert import optimizers
+from jinvert.exact_inverse import safe_logit
 
 
 def squash(p, axis: int = -1):
@@ -36,56 +22,6 @@ def squash(p, axis: int = -1):
   normed = shifted / jnp.maximum(jnp.max(shifted, axis=axis, keepdims=True), 1e-12)
   return (normed - 0.5) * 0.99 + 0.5
 
-
-# Exact inverses -------------------------------------------------------------------------------
-
-def dense_preimage(y, kernel, bias, reference=None, rcond: float = 1e-6):
-  """An x with x @ kernel + bias = y (least squares when y is outside the layer's range).
-
-  Args:
-    y: (..., out) target outputs.
-    kernel: (in, out) weights; bias: (out,).
-    reference: optional (..., in) input; the preimage nearest it is returned, else the
-      minimum-norm one.
-
-  Returns:
-    (..., in) preimages: reference + pinv(kernel) (y - bias - reference @ kernel).
-  """
-  pinv = jnp.linalg.pinv(kernel, rtol=rcond)
-  residual = y - bias
-  if reference is None:
-    return residual @ pinv
-  return reference + (residual - reference @ kernel) @ pinv
-
-
-def sigmoid_preimage(p, name: str = "target"):
-  """logit(p) for p strictly inside (0, 1); a JinvertError naming the first value outside."""
-  p = np.asarray(p)
-  bad = ~((p > 0) & (p < 1))
-  if bad.any():
-    raise JinvertError(f"{name} {float(p[bad].flat[0]):g} is outside the sigmoid's range (0, 1): "
-                       "no input reaches it")
-  return safe_logit(jnp.asarray(p, jnp.float32))
-
-
-def exact_mlp_inverse(params, hidden, sigmoid_eps: float = 1e-4):
-  """Projects hidden representations of a sigmoid MLP back to inputs, layer by layer.
-
-  Each sigmoid is inverted by its logit (values clipped into [eps, 1 - eps], since a hidden
-  target may lie on the boundary) and each dense layer by its minimum-norm preimage. The
-  representations of the last hidden layer (N, width) map to inputs (N, 784).
-  """
-  layers = sorted((k for k in params["params"] if k.startswith("dense")), reverse=True)
-  h = hidden
-  for name in layers:
-    layer = params["params"][name]
-    h = dense_preimage(safe_logit(h, sigmoid_eps), layer["kernel"], layer["bias"])
-    if name != layers[-1]:
-      h = jnp.clip(h, 0.0, 1.0)  # the previous layer is a sigmoid: its range is [0, 1]
-  return h
-
-
-# The learned inverse (seed 002) ---------------------------------------------------------------
 
 class LearnedInverse(NamedTuple):
   w2_inv: jax.Array  # (100, 100)
@@ -108,8 +44,8 @@ def project_back(inverse: LearnedInverse, params, l2_logit):
   Returns (x_inv (N, 784), l1_inv (N, 100) before squashing).
   """
   p = params["params"]
-  l1_inv = (l2_logit - p["dense2"]["bias"]) @ inverse.w2_inv
-  x_inv = (safe_logit(squash(l1_inv)) - p["dense1"]["bias"]) @ inverse.w1_inv
+  l1_inv = (l2_logit - p["dense2"]["bias"][None]) @ inverse.w2_inv
+  x_inv = (safe_logit(squash(l1_inv)) - p["dense1"]["bias"][None]) @ inverse.w1_inv
   return x_inv, l1_inv
 
 
@@ -160,8 +96,8 @@ def train_learned_inverse(apply_fn, params, images, key, steps: int = 1000,
     weights = (jnp.max(jax.nn.softmax(logits), axis=-1) > confidence).astype(x.dtype)
     loss, grads = jax.value_and_grad(inverse_loss)(inverse, params, x, safe_logit(acts[layer]),
                                                    weights)
-    updates, opt_state = optimizer.update(grads, opt_state, inverse)
-    return (optax.apply_updates(inverse, updates), opt_state), (loss, jnp.mean(weights))
+    inverse, opt_state = optimizers.update(optimizer, grads, opt_state, inverse)
+    return (inverse, opt_state), (loss, jnp.mean(weights))
 
   run = jax.jit(lambda inverse: jax.lax.scan(step, (inverse, optimizer.init(inverse)), indices))
   (inverse, _), (losses, used) = run(inverse)
@@ -180,17 +116,19 @@ def generate_hidden(params, targets, steps: int = 1000, learning_rate: float = 1
   out = params["params"]["out"]
   one_hot = jax.nn.one_hot(jnp.asarray(targets), out["kernel"].shape[1])
 
+  def probabilities(z):  # the model's output for the pre-sigmoid hidden values z
+    return jax.nn.softmax(jax.nn.sigmoid(z) @ out["kernel"] + out["bias"][None])
+
   def loss(z):
-    return jnp.sum(jnp.abs(one_hot - jax.nn.softmax(jax.nn.sigmoid(z) @ out["kernel"] + out["bias"])))
+    return jnp.sum(jnp.abs(one_hot - probabilities(z)))
 
   optimizer = optax.sgd(learning_rate)
 
   def step(carry, _):
     z, state = carry
-    updates, state = optimizer.update(jax.grad(loss)(z), state, z)
-    return (optax.apply_updates(z, updates), state), None
+    return optimizers.update(optimizer, jax.grad(loss)(z), state, z), None
 
   shape = (len(one_hot), out["kernel"].shape[0])
   z = jnp.zeros(shape) if key is None else jax.random.normal(key, shape)
   (z, _), _ = jax.jit(lambda z: jax.lax.scan(step, (z, optimizer.init(z)), None, length=steps))(z)
-  return z, jax.nn.softmax(jax.nn.sigmoid(z) @ out["kernel"] + out["bias"])
+  return z, probabilities(z)

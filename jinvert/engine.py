@@ -3,11 +3,19 @@
 One compiled call: `vmap` over targets, `vmap` over restarts, `lax.scan` over optimiser steps.
 It works for any model function `apply_fn(params, x)` taking a batch of inputs and returning a
 batch of outputs, or `(outputs, {layer name: activations})` when objectives read hidden units.
+With several devices the (target, restart) lanes split over them (`lane_sharding`); when the
+call would not fit in memory the restarts run in equal chunks that do (`plan_restarts`).
 
-    result = invert(apply_fn, params, class_logit() - 0.05 * total_variation(),
-                    targets=jnp.arange(10), key=jax.random.key(0), restarts=32, steps=200,
-                    input_shape=(28, 28))
-    result.inputs.shape   # (10, 32, 28, 28)
+>>> import jax, jax.numpy as jnp
+>>> from jinvert import objectives as ob
+>>> model = lambda params, x: x.reshape(len(x), -1) @ params  # any function of a batch
+>>> weights = jax.random.normal(jax.random.key(0), (16, 3))
+>>> result = invert(model, weights, ob.class_log_prob(), jnp.arange(3), key=jax.random.key(1),
+...                 input_shape=(4, 4), restarts=5, steps=50)
+>>> result.inputs.shape, result.outputs.shape
+((3, 5, 4, 4), (3, 5, 3))
+>>> bool(jnp.all(result.target_prob[-1] > result.target_prob[0]))
+True
 """
 
 import math
@@ -19,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jinvert import memory, parameterizations
+from jinvert import memory, optimizers, parameterizations, target_kinds
 from jinvert.errors import JinvertError
 from jinvert.objectives import Context, Objective
 from jinvert.timing import time_calls
@@ -31,8 +39,8 @@ class InversionResult(NamedTuple):
   Attributes:
     inputs: the optimised inputs, (T, R, *input_shape).
     loss_history: -objective before each step, (S', T, R), S' = steps // record_every.
-    target_prob: softmax probability of the target class before each step, (S', T, R); for a
-      vector target, of its largest entry; NaN for unit and value targets.
+    target_prob: the target's probability before each step, (S', T, R)
+      (`jinvert.target_kinds`: NaN for unit and value targets).
     outputs: the model's outputs for the final inputs, (T, R, n_outputs).
     input_history: with `record_inputs`, the input before each recorded step,
       (S', T, R, *input_shape); else None.
@@ -44,26 +52,24 @@ class InversionResult(NamedTuple):
   input_history: jax.Array | None = None
 
 
-def _split_outputs(result):
+def split_outputs(result) -> tuple:
+  """(outputs, activations) of what a model function returned: outputs alone, or the pair."""
   if isinstance(result, tuple):
     return result[0], result[1]
   return result, {}
 
 
+def outputs_only(apply_fn: Callable) -> Callable:
+  """`fn(params, x) -> outputs` of a model function that may also return activations."""
+  return lambda params, x: split_outputs(apply_fn(params, x))[0]
+
+
 def _single(apply_fn):
   """Calls a batched model on one input; returns (outputs, activations) for that input."""
   def fn(params, x):
-    out, acts = _split_outputs(apply_fn(params, x[None]))
+    out, acts = split_outputs(apply_fn(params, x[None]))
     return out[0], {name: a[0] for name, a in acts.items()}
   return fn
-
-
-def _report(kind):
-  if kind == "class":
-    return lambda out, target: jax.nn.softmax(out)[target]
-  if kind == "vector":
-    return lambda out, target: jax.nn.softmax(out)[jnp.argmax(target)]
-  return lambda out, target: jnp.full((), jnp.nan, out.dtype)
 
 
 def validate(apply_fn, params, objective: Objective, targets, input_shape, steps, restarts):
@@ -77,42 +83,67 @@ def validate(apply_fn, params, objective: Objective, targets, input_shape, steps
   if restarts <= 0:
     raise JinvertError(f"restarts must be positive, got {restarts}")
   try:
-    out, acts = _split_outputs(jax.eval_shape(apply_fn, params,
-                                              jax.ShapeDtypeStruct((1,) + tuple(input_shape),
-                                                                   jnp.float32)))
+    probe = jax.ShapeDtypeStruct((1,) + tuple(input_shape), jax.dtypes.canonicalize_dtype(float))
+    out, acts = split_outputs(jax.eval_shape(apply_fn, params, probe))
   except Exception as e:  # flax and jax raise many types for a shape the model cannot take
     raise JinvertError(f"the model does not take inputs of shape {tuple(input_shape)} "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
-  n_out = out.shape[-1]
   if objective.layer is not None and objective.layer not in acts:
     valid = ", ".join(acts) or "none (apply_fn returns no activations)"
     raise JinvertError(f"the model has no layer {objective.layer!r}; valid layer names: {valid}")
-  targets = np.asarray(targets)
-  kind = objective.target_kind
-  if kind is None:
-    if targets.ndim == 0:
-      raise JinvertError("targets must have a leading axis (one entry per target)")
-    return jnp.asarray(targets)
-  if kind in ("class", "unit"):
-    size = n_out if kind == "class" else acts[objective.layer].shape[-1]
-    what = "class" if kind == "class" else f"unit of layer {objective.layer!r}"
-    if targets.ndim != 1 or not np.issubdtype(targets.dtype, np.integer):
-      raise JinvertError(f"{what} targets must be a 1-D array of integers, got shape "
-                         f"{targets.shape} dtype {targets.dtype}")
-    bad = targets[(targets < 0) | (targets >= size)]
-    if bad.size:
-      raise JinvertError(f"target {int(bad[0])} is outside the model's {size} "
-                         f"{'classes' if kind == 'class' else 'units'} (valid: 0-{size - 1})")
-    return jnp.asarray(targets, jnp.int32)
-  targets = targets.astype(np.float32)
-  if not np.all(np.isfinite(targets)):
-    raise JinvertError("target contains NaN or inf")
-  if kind == "vector" and (targets.ndim != 2 or targets.shape[1] != n_out):
-    raise JinvertError(f"target vectors must have shape (T, {n_out}) for this model's {n_out} "
-                       f"outputs, got {targets.shape}")
-  if kind == "value" and targets.ndim != 1:
-    raise JinvertError(f"value targets must be a 1-D array, got shape {targets.shape}")
-  return jnp.asarray(targets)
+  shapes = target_kinds.Shapes(out.shape[-1], {k: v.shape[1:] for k, v in acts.items()},
+                               objective.layer)
+  return target_kinds.check(objective.target_kind, targets, shapes)
+
+
+def _lane(apply_fn, objective, optimizer, parameterization, input_shape, transform,
+          record_inputs):
+  """One lane's `init(key) -> (carry, step key)` and `step(params, target, step key, carry,
+  i) -> (carry, (loss, target probability, input or ()))`."""
+  model = _single(apply_fn)
+  report = target_kinds.probability(objective.target_kind)
+
+  def init(key):
+    init_key, step_key = jax.random.split(key)  # as `starting_inputs`
+    latent = parameterization.init(init_key, tuple(input_shape))
+    return (latent, optimizer.init(latent)), step_key
+
+  def step(params, target, step_key, carry, i):
+    latent, opt_state = carry
+
+    def loss_fn(latent):
+      x = parameterization.to_input(latent)
+      seen = x if transform is None else transform(jax.random.fold_in(step_key, i), x)
+      out, acts = model(params, seen)
+      return -objective(Context(x, out, acts, target)), (out, x)
+
+    (loss, (out, x)), grad = jax.value_and_grad(loss_fn, has_aux=True)(latent)
+    latent, opt_state = optimizers.update(optimizer, grad, opt_state, latent)
+    latent = parameterization.project(latent)
+    return (latent, opt_state), (loss, report(out, target), x if record_inputs else ())
+
+  return init, step
+
+
+def _scan_recording(step, carry, steps: int, chunk: int):
+  """Runs `step(carry, i)` for i < steps; keeps the history of every `chunk`-th step.
+
+  The kept step's history rides in the carry: stacking all `chunk` steps' histories and
+  keeping one would make memory grow with the steps even when nothing is recorded.
+  """
+  empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(step, carry, 0)[1])
+
+  def recorded(carry, i):  # runs `chunk` steps, keeps the first one's history
+    def body(state, j):
+      carry, kept = state
+      carry, history = step(carry, i * chunk + j)
+      kept = jax.tree.map(lambda new, old: jnp.where(j == 0, new, old), history, kept)
+      return (carry, kept), None
+
+    (carry, kept), _ = jax.lax.scan(body, (carry, empty), jnp.arange(chunk))
+    return carry, kept
+
+  return jax.lax.scan(recorded, carry, jnp.arange(steps // chunk))
 
 
 def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.GradientTransformation,
@@ -139,37 +170,17 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
     record_inputs: also keep the input at each recorded step (memory: S' x T x R inputs).
     on_steps: called on the host with the number of steps done, every `report_every` steps
       (through `jax.debug.callback`), for a progress bar.
-    report_every: steps between `on_steps` calls (default: about 2% of the steps; a report
-      costs the loop about 0.5 ms on a 2-core CPU, see experiments/progress_cost.py).
+    report_every: steps between `on_steps` calls (default: about 2% of the steps; what a
+      report costs: experiments/RESULTS.md).
   """
-  model = _single(apply_fn)
-  report = _report(objective.target_kind)
   if record_every < 0 or (record_every and steps % record_every):
     raise JinvertError(f"record_every must divide steps ({steps}), got {record_every}")
-  chunk = record_every or steps
+  model = _single(apply_fn)
+  lane_init, lane_step = _lane(apply_fn, objective, optimizer, parameterization, input_shape,
+                               transform, record_inputs)
   every = report_every or max(1, steps // 50)
-
-  def lane_init(key):
-    init_key, step_key = jax.random.split(key)  # as `starting_inputs`
-    latent = parameterization.init(init_key, tuple(input_shape))
-    return (latent, optimizer.init(latent)), step_key
-
-  def lane_step(params, target, step_key, carry, i):
-    latent, opt_state = carry
-
-    def loss_fn(latent):
-      x = parameterization.to_input(latent)
-      seen = x if transform is None else transform(jax.random.fold_in(step_key, i), x)
-      out, acts = model(params, seen)
-      return -objective(Context(x, out, acts, target)), (out, x)
-
-    (loss, (out, x)), grad = jax.value_and_grad(loss_fn, has_aux=True)(latent)
-    updates, opt_state = optimizer.update(grad, opt_state, latent)
-    latent = parameterization.project(optax.apply_updates(latent, updates))
-    return (latent, opt_state), (loss, report(out, target), x if record_inputs else ())
-
-  over_restarts = jax.vmap(lane_step, in_axes=(None, None, 0, 0, None))
-  all_lanes = jax.vmap(over_restarts, in_axes=(None, 0, 0, 0, None))
+  all_lanes = jax.vmap(jax.vmap(lane_step, in_axes=(None, None, 0, 0, None)),
+                       in_axes=(None, 0, 0, 0, None))
 
   def run(params, targets, keys):
     carry, step_keys = jax.vmap(jax.vmap(lane_init))(keys)
@@ -181,22 +192,7 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
                      lambda: jax.debug.callback(lambda: on_steps(every)), lambda: None)
       return carry, history
 
-    # The first step's history rides in the carry: stacking all `chunk` steps' histories and
-    # keeping one would make memory grow with the steps even when nothing is recorded.
-    empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                         jax.eval_shape(step, carry, 0)[1])
-
-    def recorded(carry, i):  # runs `chunk` steps, keeps the first one's history
-      def body(state, j):
-        carry, kept = state
-        carry, history = step(carry, i * chunk + j)
-        kept = jax.tree.map(lambda new, old: jnp.where(j == 0, new, old), history, kept)
-        return (carry, kept), None
-
-      (carry, kept), _ = jax.lax.scan(body, (carry, empty), jnp.arange(chunk))
-      return carry, kept
-
-    (latent, _), (losses, probs, xs) = jax.lax.scan(recorded, carry, jnp.arange(steps // chunk))
+    (latent, _), (losses, probs, xs) = _scan_recording(step, carry, steps, record_every or steps)
     x = jax.vmap(jax.vmap(parameterization.to_input))(latent)
     outputs = jax.vmap(jax.vmap(lambda x: model(params, x)[0]))(x)
     return InversionResult(x, losses, probs, outputs, xs if record_inputs else None)
@@ -370,6 +366,48 @@ def _gather(pieces, restarts: int) -> InversionResult:
                            zip(_RESTART_AXIS, zip(*pieces))])
 
 
+def run_planned(run, params, targets, key, restarts: int, sharding=None, *, fall_back=False,
+                device_bytes=None, host_bytes=None, max_chunk: int | None = None,
+                on_plan: Callable | None = None, on_chunk: Callable | None = None):
+  """Plans, keys and runs a jitted inversion (`make_inversion`) over T targets x R restarts.
+
+  Compiled for all R restarts, or for the largest equal chunk that fits in memory
+  (`plan_restarts`); the (T, R) lane keys are put on `sharding` (`lane_sharding`); the chunks
+  run in turn (`run_chunks`), with the same results as one call.
+
+  Args:
+    run, params, targets: the jitted inversion and its arguments.
+    key: decides every lane (`lane_keys`).
+    restarts: R.
+    sharding: how the lanes split over devices, or None.
+    fall_back: when a sharding that splits the restarts (which cannot run in chunks) does not
+      fit, run on one device in chunks instead of refusing.
+    device_bytes, host_bytes, max_chunk: as for `plan_restarts`.
+    on_plan: called with the number of calls planned, before any runs.
+    on_chunk: called with the number of restarts done after each call.
+
+  Returns:
+    (InversionResult, {"compile_seconds", "seconds", "chunks", "devices"}).
+  """
+  t0 = time.perf_counter()
+  try:
+    compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
+                                    sharding, max_chunk)
+  except JinvertError:
+    if not (fall_back and _splits_restarts(sharding)):
+      raise
+    sharding = None
+    compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
+                                    max_chunk=max_chunk)
+  if on_plan is not None:
+    on_plan(-(-restarts // chunk))
+  compile_seconds = time.perf_counter() - t0
+  keys = lane_keys(key, len(targets), restarts, sharding)
+  result, seconds, chunks = run_chunks(compiled, params, targets, keys, chunk, on_chunk)
+  return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": chunks,
+                  "devices": 1 if sharding is None else len(sharding.device_set)}
+
+
 def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
                  restarts: int = 1, steps: int = 200,
                  optimizer: optax.GradientTransformation | None = None,
@@ -397,21 +435,9 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
     sharding = lane_sharding(len(targets), restarts)
   else:
     sharding = restart_sharding(restarts) if shard else None
-  t0 = time.perf_counter()
-  try:
-    compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
-                                    sharding)
-  except JinvertError:
-    if shard is not None or not _splits_restarts(sharding):
-      raise
-    sharding = None  # split restarts cannot run in chunks: one device, in chunks
-    compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes)
-  calls[0] = -(-restarts // chunk)
-  compile_seconds = time.perf_counter() - t0
-  keys = lane_keys(key, len(targets), restarts, sharding)
-  result, seconds, chunks = run_chunks(compiled, params, targets, keys, chunk)
-  return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": chunks,
-                  "devices": 1 if sharding is None else len(sharding.device_set)}
+  return run_planned(run, params, targets, key, restarts, sharding, fall_back=shard is None,
+                     device_bytes=device_bytes, host_bytes=host_bytes,
+                     on_plan=lambda n: calls.__setitem__(0, n))
 
 
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
@@ -447,6 +473,17 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
 
   Raises:
     JinvertError: bad targets, steps, input shape or layer name; results too large for memory.
+
+  The maximiser of a linear unit over the box [0, 1] is known: 1 where the weight is positive.
+
+  >>> import jax, jax.numpy as jnp, optax
+  >>> from jinvert import objectives as ob
+  >>> w = jnp.array([[1.0, -2.0], [-0.5, 3.0]])  # two units over two inputs
+  >>> model = lambda params, x: (x @ params, {"units": x @ params})
+  >>> result = invert(model, w, ob.unit("units"), jnp.arange(2), key=jax.random.key(0),
+  ...                 input_shape=(2,), steps=20, optimizer=optax.sgd(1.0))
+  >>> result.inputs[:, 0].tolist()
+  [[1.0, 0.0], [0.0, 1.0]]
   """
   return timed_invert(apply_fn, params, objective, targets, key=key, input_shape=input_shape,
                       restarts=restarts, steps=steps, optimizer=optimizer,

@@ -1,0 +1,157 @@
+"""`jinvert distill`: train a student from nothing but a teacher's inversions (data-free)."""
+
+import dataclasses
+import math
+import sys
+from typing import Any, NamedTuple
+
+from jinvert.cli import arguments
+from jinvert.errors import JinvertError
+
+NOISE = "noise"  # the baseline that inverts nothing: uniform noise as the transfer set
+
+
+def add(commands):
+  from jinvert import presets, priors
+  p = commands.add_parser(
+      "distill", help="train a student from a teacher's inversions alone (data-free distillation)",
+      description="Synthesise a class-balanced transfer set from TEACHER alone, train a fresh "
+                  "student to match the teacher's outputs on it (every augmented batch labelled "
+                  "by the teacher), then score both on the real test set: the only use of real "
+                  "data (with a preset that uses data, such as natural, its prior does too, and "
+                  "the JSON says so). Without a test set the student is still written and its "
+                  "accuracy is null. Progress goes to stderr; the last stdout line is JSON: "
+                  "teacher, teacher_test_accuracy, student, student_test_accuracy, images, "
+                  "preset, uses_data, rounds, synth_seconds, train_seconds, checkpoint.")
+  p.add_argument("teacher", metavar="TEACHER", help="a classifier checkpoint")
+  p.add_argument("--student", required=True, metavar="MODEL",
+                 help="the registered classifier to train, e.g. mnist-mlp (784-256-256-10)")
+  p.add_argument("--images", type=arguments.count, required=True,
+                 help="transfer images, a multiple of the teacher's classes (e.g. 60000)")
+  p.add_argument("--preset", choices=(*presets.REGISTRY, NOISE), default="data-free",
+                 help="; ".join(f"{name}: {spec.summary}" + (" (uses data)" if spec.uses_data
+                                                             else "")
+                                for name, spec in presets.REGISTRY.items())
+                 + f"; {NOISE}: uniform noise, no inversion. Default: data-free")
+  p.add_argument("--rounds", type=arguments.count, default=1,
+                 help="1 (default), or adaptive rounds: each later round adds images where the "
+                      "student still disagrees with the teacher, and the student is retrained")
+  p.add_argument("--steps", type=arguments.count, default=36_000,
+                 help="student optimiser steps of 100 images (fewer if --images is smaller; "
+                      "default 36000)")
+  p.add_argument("--seed", type=arguments.seed, default=0, help="jax.random seed of everything")
+  p.add_argument("--dataset", choices=priors.DATASETS,
+                 help="the test set (and prior) for a teacher that names no dataset")
+  p.add_argument("--data-dir", help="where the test set is (else JINVERT_DATA, the cache, a "
+                                    "download); read only after the student is trained")
+  p.add_argument("--out", required=True, help="the student's checkpoint (.msgpack)")
+  p.set_defaults(run=run)
+
+
+class _Job(NamedTuple):
+  teacher: Any        # the Classifier
+  student: Any        # the student's ModelSpec
+  dataset: str | None
+  uses_data: bool     # the preset reads data (its prior)
+  prior: Any          # the prior's params as priors.check found them, or None
+
+
+def _checked(args) -> _Job:
+  """Reads and checks every argument and the teacher, before any work."""
+  from jinvert import classifiers, distill, memory, models, presets, priors
+  teacher = classifiers.load_model(args.teacher, "TEACHER")
+  student = models.get_model(args.student)
+  if student.input_shape != teacher.input_shape:
+    raise JinvertError(f"--student {student.name} takes inputs of shape {student.input_shape}, "
+                       f"the teacher {teacher.input_shape}")
+  models.require_task(student.name, "classifier", f"--student {student.name}")
+  if student.n_classes != teacher.n_classes:
+    raise JinvertError(f"--student {student.name} has {student.n_classes} classes, the teacher "
+                       f"{teacher.n_classes}")
+  if args.images % teacher.n_classes:
+    raise JinvertError(f"--images must be a multiple of the teacher's {teacher.n_classes} "
+                       f"classes, got {args.images}")
+  distill.round_sizes(args.images, teacher.n_classes, args.rounds)
+  memory.require(4 * args.images * math.prod(teacher.input_shape), memory.host_available_bytes(),
+                 f"{args.images:,} transfer images", "use fewer --images")
+  dataset = args.dataset or teacher.dataset
+  uses_data = args.preset != NOISE and presets.get(args.preset).uses_data
+  prior = None
+  if args.preset != NOISE:
+    presets.get(args.preset).check(teacher.space)
+  if uses_data:
+    if dataset is None:
+      raise JinvertError(f"TEACHER {args.teacher} names no dataset for the {args.preset} "
+                         "preset's prior; pass --dataset")
+    prior = priors.check(dataset)
+  return _Job(teacher, student, dataset, uses_data, prior)
+
+
+def _test_accuracy(apply_fn, params, dataset, data_dir):
+  """(accuracy, None) on the real test set, or (None, why not)."""
+  from jinvert import data, train
+  if dataset is None:
+    return None, "the teacher names no dataset; pass --dataset"
+  try:
+    ds = data.load_dataset(dataset, data_dir)
+  except JinvertError as e:
+    return None, str(e)
+  return train.evaluate(apply_fn, params, ds.test_images, ds.test_labels)["accuracy"], None
+
+
+def _scores(job: _Job, module, params, data_dir):
+  """(student accuracy, teacher accuracy) on the real test set: the first data read."""
+  from jinvert import engine
+  accuracy, why = _test_accuracy(module.apply, params, job.dataset, data_dir)
+  if why is not None:
+    print(f"jinvert distill: note: student_test_accuracy is null, no test set to score it: "
+          f"{' '.join(why.split())}", file=sys.stderr)
+    return None, job.teacher.metadata.get("test_accuracy")
+  teacher_fn = job.teacher.unit_fn()
+  return accuracy, _test_accuracy(engine.outputs_only(teacher_fn), job.teacher.params,
+                                  job.dataset, data_dir)[0]
+
+
+def run(args):
+  import jax
+
+  from jinvert import checkpoint, distill, presets, priors
+  from jinvert.cli import progress
+  from jinvert.files import Outputs
+
+  job = _checked(args)
+  outputs = Outputs(inputs=[(args.teacher, "TEACHER")])
+  out = outputs.add(args.out, "--out")
+  # everything is checked: the work starts; no data is read until the student is trained
+  teacher, student = job.teacher, job.student
+  preset = None
+  if args.preset != NOISE:
+    prior = priors.load(job.dataset, job.prior, args.data_dir) if job.uses_data else None
+    preset = presets.build(args.preset, teacher.space, prior)
+  module = student.module()
+  init_key, run_key = jax.random.split(jax.random.key(args.seed))
+  recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images))
+  with progress.bar("synthesising", args.images, "images") as on_images, \
+      progress.bar("training the student", args.rounds * recipe.steps, "steps") as on_steps:
+    params, _, seconds = distill.distill(
+        teacher.unit_fn(), teacher.params, module, student.init_params(init_key), args.images,
+        teacher.n_classes, teacher.input_shape, run_key, preset, args.rounds, recipe, on_images,
+        on_steps)
+  checkpoint.check_finite(params, f"the student {student.name} diverged")
+  accuracy, teacher_accuracy = _scores(job, module, params, args.data_dir)
+  metadata = {"model": student.name, "init": student.inits[0], "seed": args.seed,
+              "recipe": {"distill": dataclasses.asdict(recipe), "preset": args.preset,
+                         "images": args.images, "rounds": args.rounds,
+                         "uses_data": job.uses_data},
+              "distilled_from": {"checkpoint": str(args.teacher), "model": teacher.name,
+                                 "test_accuracy": teacher_accuracy},
+              "test_accuracy": accuracy, "train_seconds": seconds["train_seconds"],
+              "synth_seconds": seconds["synth_seconds"], **checkpoint.provenance()}
+  if job.dataset is not None:
+    metadata["dataset"] = job.dataset
+  outputs.commit({out: checkpoint.checkpoint_bytes(params, metadata)})
+  return {"teacher": str(args.teacher), "teacher_test_accuracy": teacher_accuracy,
+          "student": student.name, "student_test_accuracy": accuracy, "images": args.images,
+          "preset": args.preset, "uses_data": job.uses_data, "rounds": args.rounds,
+          "synth_seconds": round(seconds["synth_seconds"], 3),
+          "train_seconds": round(seconds["train_seconds"], 3), "checkpoint": str(out)}

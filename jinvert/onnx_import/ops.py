@@ -1,0 +1,268 @@
+"""The ONNX ops jinvert interprets, one function each, and the table `OPS` that names them.
+
+Each op is `op(node, *inputs, **attributes) -> output`, its attributes as ONNX names them, with
+ONNX's defaults. While every input is static (a numpy array: shape arithmetic such as `Shape`,
+`Gather` and `Concat` feeding a `Reshape`) an op computes with numpy, so the result is folded
+while tracing; otherwise with jax.numpy, so `jax.grad`, `vmap` and `jit` run through it. Each op
+matches onnxruntime (tests/test_onnx.py). A new op is one function and one entry of `OPS`.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jinvert.errors import JinvertError
+
+
+def is_static(*values) -> bool:
+  """Whether every value is known while tracing (a numpy array, or an absent input)."""
+  return all(v is None or isinstance(v, np.ndarray) for v in values)
+
+
+def _lib(*values):
+  """numpy while every operand is static (shape arithmetic), jax.numpy otherwise."""
+  return np if is_static(*values) else jnp
+
+
+def _ints(value) -> tuple:
+  if not isinstance(value, np.ndarray):
+    raise JinvertError("a shape or axes input is computed from the model's input; only "
+                       "constant shapes are supported")
+  return tuple(int(v) for v in value.reshape(-1))
+
+
+def _aligned(*values):
+  """ONNX broadcasts as numpy does; rank for rank, spelled out, so that no rank is promoted
+  implicitly (which JAX may be told to refuse)."""
+  rank = max(np.ndim(v) for v in values)
+  return [v if v is None or np.ndim(v) in (0, rank) else v.reshape((1,) * (rank - v.ndim) + v.shape)
+          for v in values]
+
+
+def _binary(fn_name):
+  def op(node, a, b):
+    return getattr(_lib(a, b), fn_name)(*_aligned(a, b))
+  return op
+
+
+def _div(node, a, b):
+  a, b = _aligned(a, b)
+  if is_static(a, b) and a.dtype.kind in "iu":
+    return np.floor_divide(a, b)
+  return _lib(a, b).divide(a, b)
+
+
+def _unary(fn):
+  return lambda node, x: fn(x)
+
+
+def _gemm(node, a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0):
+  a = a.T if transA else a
+  b = b.T if transB else b
+  y = alpha * jnp.matmul(a, b, precision="highest")
+  return y if c is None else jnp.add(*_aligned(y, beta * c))
+
+
+def _matmul(node, a, b):
+  return _lib(a, b).matmul(a, b) if is_static(a, b) else jnp.matmul(a, b, precision="highest")
+
+
+def _softmax(log):
+  def op(node, x, axis=-1):
+    return (jax.nn.log_softmax if log else jax.nn.softmax)(x, axis=axis)
+  return op
+
+
+def _flatten(node, x, axis=1):
+  axis = axis % x.ndim if x.ndim else 0
+  return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
+
+
+def _reshape(node, x, shape, allowzero=0):
+  shape = list(_ints(shape))
+  if not allowzero:
+    shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+  return x.reshape(shape)
+
+
+def _transpose(node, x, perm=None):
+  return _lib(x).transpose(x, perm if perm is None else tuple(perm))
+
+
+def _spatial_padding(node, x_shape, kernel, strides, dilations, pads, auto_pad, ceil_mode=0):
+  """[(begin, end)] per spatial axis, from ONNX's explicit pads or auto_pad."""
+  n = len(kernel)
+  auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+  if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+    padding = []
+    for size, k, s, d in zip(x_shape, kernel, strides, dilations):
+      out = -(-size // s)
+      total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+      small, large = total // 2, total - total // 2
+      padding.append((large, small) if auto_pad == "SAME_LOWER" else (small, large))
+    return padding
+  if auto_pad == "VALID":
+    return [(0, 0)] * n
+  pads = list(pads or [0] * (2 * n))
+  padding = [(pads[i], pads[i + n]) for i in range(n)]
+  if ceil_mode:  # one more window wherever a partial window remains at the end
+    for i, (size, k, s, d) in enumerate(zip(x_shape, kernel, strides, dilations)):
+      span = size + padding[i][0] + padding[i][1] - ((k - 1) * d + 1)
+      if span % s:
+        padding[i] = (padding[i][0], padding[i][1] + s - span % s)
+  return padding
+
+
+def _conv(node, x, w, b=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+          pads=None, strides=None):
+  spatial = w.ndim - 2
+  if spatial != 2:
+    raise JinvertError(f"node {node.name!r} (Conv): only 2-D convolutions are supported, this "
+                       f"one has {spatial} spatial axes")
+  kernel = w.shape[2:]
+  strides = tuple(strides or (1,) * spatial)
+  dilations = tuple(dilations or (1,) * spatial)
+  padding = _spatial_padding(node, x.shape[2:], kernel, strides, dilations, pads, auto_pad)
+  y = jax.lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilations,
+                                   feature_group_count=group,
+                                   dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                                   precision="highest")
+  return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
+def _pool_args(node, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode):
+  n = len(kernel_shape)
+  strides = tuple(strides or (1,) * n)
+  dilations = tuple(dilations or (1,) * n)
+  padding = _spatial_padding(node, x.shape[2:], kernel_shape, strides, dilations, pads,
+                             auto_pad, ceil_mode)
+  return ((1, 1) + tuple(kernel_shape), (1, 1) + strides, (1, 1) + dilations,
+          [(0, 0), (0, 0)] + padding)
+
+
+def _maxpool(node, x, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
+             pads=None, storage_order=0, strides=None):
+  window, strides, dilations, padding = _pool_args(node, x, kernel_shape, strides, dilations,
+                                                   pads, auto_pad, ceil_mode)
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, padding,
+                               window_dilation=dilations)
+
+
+def _avgpool(node, x, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
+             kernel_shape=None, pads=None, strides=None):
+  window, strides, dilations, padding = _pool_args(node, x, kernel_shape, strides, dilations,
+                                                   pads, auto_pad, ceil_mode)
+  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, padding,
+                                window_dilation=dilations)
+  if count_include_pad:
+    # the explicit pads count, the extra end padding of ceil_mode does not
+    explicit = _spatial_padding(node, x.shape[2:], kernel_shape, strides[2:], dilations[2:],
+                                pads, auto_pad)
+    padded = x.shape[:2] + tuple(n + b + e for n, (b, e) in zip(x.shape[2:], explicit))
+    extra = [(0, 0)] * 2 + [(0, p[1] - e[1]) for p, e in zip(padding[2:], explicit)]
+    count = jax.lax.reduce_window(jnp.ones(padded, x.dtype), 0.0, jax.lax.add, window, strides,
+                                  extra, window_dilation=dilations)
+  else:
+    count = jax.lax.reduce_window(jnp.ones(x.shape, x.dtype), 0.0, jax.lax.add, window, strides,
+                                  padding, window_dilation=dilations)
+  return total / count
+
+
+def _global_avgpool(node, x):
+  return jnp.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+def _batchnorm(node, x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, training_mode=0):
+  if training_mode:
+    raise JinvertError(f"node {node.name!r} (BatchNormalization): training_mode=1 is not "
+                       "supported; export the model in inference mode (model.eval())")
+  shape = (1, -1) + (1,) * (x.ndim - 2)
+  return (x - mean.reshape(shape)) / jnp.sqrt(var.reshape(shape) + epsilon) * \
+      scale.reshape(shape) + bias.reshape(shape)
+
+
+def _identity(node, x, *rest, **attrs):
+  return x
+
+
+def _concat(node, *xs, axis=0):
+  return _lib(*xs).concatenate(xs, axis=axis)
+
+
+def _clip(node, x, lo=None, hi=None):
+  lo = -jnp.inf if lo is None else lo
+  hi = jnp.inf if hi is None else hi
+  return jnp.minimum(jnp.maximum(x, lo), hi)
+
+
+def _squeeze(node, x, axes=None):
+  return _lib(x).squeeze(x, None if axes is None else _ints(axes))
+
+
+def _unsqueeze(node, x, axes):
+  out = x
+  for axis in sorted(a % (x.ndim + len(_ints(axes))) for a in _ints(axes)):
+    out = _lib(x).expand_dims(out, axis)
+  return out
+
+
+def _shape(node, x, start=0, end=None):
+  return np.array(x.shape[start:end], np.int64)
+
+
+def _gather(node, x, indices, axis=0):
+  if is_static(x, indices):
+    return np.take(x, indices, axis=axis)
+  return jnp.take(x, jnp.asarray(indices), axis=axis)
+
+
+def _cast(node, x, to, saturate=1):
+  import onnx
+  dtype = onnx.helper.tensor_dtype_to_np_dtype(to)
+  return x.astype(dtype) if is_static(x) or dtype.kind == "f" else jnp.asarray(x).astype(dtype)
+
+
+def _leaky_relu(node, x, alpha=0.01):
+  return jnp.where(x >= 0, x, alpha * x)
+
+
+OPS = {
+    "Gemm": _gemm, "MatMul": _matmul, "Add": _binary("add"), "Sub": _binary("subtract"),
+    "Mul": _binary("multiply"), "Div": _div, "Relu": _unary(jax.nn.relu),
+    "LeakyRelu": _leaky_relu, "Sigmoid": _unary(jax.nn.sigmoid), "Tanh": _unary(jnp.tanh),
+    "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "Flatten": _flatten,
+    "Reshape": _reshape, "Transpose": _transpose, "Conv": _conv, "MaxPool": _maxpool,
+    "AveragePool": _avgpool, "GlobalAveragePool": _global_avgpool,
+    "BatchNormalization": _batchnorm, "Dropout": _identity, "Identity": _identity,
+    "Concat": _concat, "Clip": _clip, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
+    "Shape": _shape, "Gather": _gather, "Cast": _cast,
+}
+
+
+def attributes(node) -> dict:
+  """A node's attributes by name, as Python values (tensors as numpy arrays)."""
+  import onnx
+  out = {}
+  for a in node.attribute:
+    value = onnx.helper.get_attribute_value(a)
+    if isinstance(value, onnx.TensorProto):
+      value = onnx.numpy_helper.to_array(value)
+    elif isinstance(value, bytes):
+      value = value.decode()
+    elif isinstance(value, list):
+      value = [v.decode() if isinstance(v, bytes) else v for v in value]
+    out[a.name] = value
+  return out
+
+
+def constant(node):
+  """The value of a `Constant` node, a static numpy array."""
+  attrs = attributes(node)
+  for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+    if key in attrs:
+      value = np.asarray(attrs[key])
+      return value.astype(np.float32) if key.startswith("value_float") else value
+  raise JinvertError(f"node {node.name!r} (Constant): only tensor, float and int values are "
+                     "supported")

@@ -1,0 +1,95 @@
+"""Parameterisations: constraints hold at every step, reparameterised boxes hold, gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jinvert import objectives as ob
+from jinvert import parameterizations as pz
+from jinvert.engine import invert
+from jinvert.errors import JinvertError
+from conftest import finite_difference_check, tiny_model
+
+SHAPE = (5, 5)
+
+
+def _run(apply_fn, params, objective, targets, **kw):
+  kw.setdefault("steps", 20)
+  return invert(apply_fn, params, objective, targets, key=kw.pop("key", jax.random.key(0)),
+                input_shape=SHAPE, **kw)
+
+
+def test_m_matrix_iterates_equal_direct_input_optimisation():
+  apply_fn, params = tiny_model(jax.random.key(0))
+  opt = optax.chain(optax.normalize_by_update_norm(), optax.sgd(0.3))
+  for steps in (1, 2, 5, 15):
+    direct = _run(apply_fn, params, ob.class_logit(), jnp.arange(4), steps=steps, restarts=2,
+                  optimizer=opt, parameterization=pz.pixels())
+    m = _run(apply_fn, params, ob.class_logit(), jnp.arange(4), steps=steps, restarts=2,
+             optimizer=opt, parameterization=pz.identity_times_m())
+    np.testing.assert_array_equal(direct.inputs, m.inputs)
+    np.testing.assert_array_equal(direct.loss_history, m.loss_history)
+
+
+@pytest.mark.parametrize("make", [
+    lambda c: pz.pixels(),
+    lambda c: pz.l2_ball(c, 0.8),
+    lambda c: pz.linf_ball(c, 0.1),
+])
+def test_box_and_ball_constraints_hold_at_every_step(make):
+  apply_fn, params = tiny_model(jax.random.key(0))
+  center = jax.random.uniform(jax.random.key(3), SHAPE)
+  param = make(center)
+  for steps in range(1, 9):
+    x = _run(apply_fn, params, ob.class_logit(), jnp.arange(4), steps=steps, restarts=2,
+             optimizer=optax.sgd(5.0), parameterization=param).inputs
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    d = (x - center[None, None]).reshape(4, 2, -1)
+    if "l2_ball" in param.name:
+      assert float(jnp.linalg.norm(d, axis=-1).max()) <= 0.8 + 1e-5
+    if "linf_ball" in param.name:
+      assert float(jnp.abs(d).max()) <= 0.1 + 1e-6
+  assert float(jnp.abs(x - center[None, None]).max()) > 0.05  # the constraint was active
+
+
+def test_fourier_and_sigmoid_stay_in_unit_box_and_raise_the_objective():
+  apply_fn, params = tiny_model(jax.random.key(0))
+  for param in (pz.fourier(SHAPE), pz.sigmoid()):
+    r = _run(apply_fn, params, ob.class_log_prob(), jnp.arange(4), restarts=2, steps=60,
+             parameterization=param)
+    assert float(r.inputs.min()) >= 0.0 and float(r.inputs.max()) <= 1.0
+    assert bool(jnp.all(r.loss_history[-1] < r.loss_history[0]))
+
+
+@pytest.mark.parametrize("make", [lambda: pz.sigmoid(0.5, -2.0), lambda: pz.fourier(SHAPE)])
+def test_to_input_gradient_matches_finite_differences(make, x64):
+  param = make()
+  latent = param.init(jax.random.key(2), SHAPE).astype(jnp.float64)
+  weights = jax.random.normal(jax.random.key(3), SHAPE, jnp.float64)
+  finite_difference_check(lambda z: jnp.sum(weights * param.to_input(z)), latent,
+                          jax.random.key(4), rtol=1e-5)
+
+
+def test_sigmoid_mean_starts_dark():
+  x = pz.sigmoid(scale=0.5, mean=-2.0)
+  starts = jax.vmap(lambda k: x.to_input(x.init(k, SHAPE)))(jax.random.split(jax.random.key(0), 64))
+  assert 0.1 < float(starts.mean()) < 0.15  # sigmoid(-2) = 0.12
+
+
+def test_decoder_optimises_the_latent_of_any_decode_function():
+  decode = lambda z: jax.nn.sigmoid(jnp.outer(z, z))[:5, :5]
+  param = pz.decoder(decode, latent_dim=5)
+  z = param.init(jax.random.key(0), SHAPE)
+  assert z.shape == (5,) and param.to_input(z).shape == SHAPE
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: pz.l2_ball(np.full(SHAPE, np.nan), 1.0), "ball center contains NaN"),
+    (lambda: pz.linf_ball(np.zeros(SHAPE), 0.0), "ball radius must be positive"),
+    (lambda: pz.fourier((4, 4)).init(jax.random.key(0), (5, 5)), r"built for \(4, 4\)"),
+])
+def test_bad_parameterisations_are_named(make, message):
+  with pytest.raises(JinvertError, match=message):
+    make()

@@ -1,0 +1,97 @@
+"""Presets: the registry builds every entry for every input it accepts, refuses the rest by
+name, and each recipe does what its docstring says."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jinvert import models, objectives, presets
+from jinvert.engine import invert
+from jinvert.errors import JinvertError
+from jinvert.input_space import InputSpace
+from conftest import tiny_model
+
+SPACES = {"gray": InputSpace((28, 28)), "chw": InputSpace((1, 28, 28)),
+          "hwc": InputSpace((28, 28, 1)), "colour": InputSpace((3, 32, 32)),
+          "features": InputSpace((7,))}
+
+
+def _prior():
+  spec = models.get_model("vae")
+  return spec.module(), spec.init_params(jax.random.key(0))
+
+
+@pytest.mark.parametrize("name", sorted(presets.REGISTRY))
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_every_preset_builds_for_what_it_accepts_and_names_what_it_refuses(name, space):
+  spec = presets.get(name)
+  accepts = {"raw": set(SPACES), "data-free": set(SPACES) - {"features"},
+             "natural": {"gray", "chw", "hwc"}}[name]
+  if space not in accepts:
+    with pytest.raises(JinvertError, match=f"the {name} preset"):
+      presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
+    return
+  preset = presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
+  assert preset.steps == spec.steps
+  latent = preset.parameterization.init(jax.random.key(0), SPACES[space].shape)
+  x = preset.parameterization.to_input(latent)
+  assert x.shape == SPACES[space].shape
+  if preset.transform is not None:
+    assert preset.transform(jax.random.key(1), x).shape == x.shape
+
+
+def test_the_natural_preset_needs_its_prior_and_others_do_not():
+  with pytest.raises(JinvertError, match="needs its prior"):
+    presets.build("natural", SPACES["gray"])
+  assert presets.get("natural").uses_data and not presets.get("data-free").uses_data
+  with pytest.raises(JinvertError, match="unknown preset 'nice'; choose one of: raw"):
+    presets.get("nice")
+
+
+@pytest.mark.parametrize("space,dataset,want", [
+    ("gray", "mnist", "natural"), ("hwc", "mnist", "natural"), ("gray", None, "data-free"),
+    ("colour", "mnist", "data-free"), ("features", None, "raw"),
+])
+def test_the_default_preset(space, dataset, want):
+  assert presets.default_name(SPACES[space], dataset) == want
+
+
+def test_raw_is_seed_003s_normalised_gradient_ascent_clipped_to_the_box():
+  apply_fn, params = tiny_model(jax.random.key(0), n_in=4)
+  preset = presets.raw(steps=6, learning_rate=0.3)
+  result = invert(apply_fn, params, targets=jnp.arange(2), key=jax.random.key(2),
+                  input_shape=(2, 2), restarts=1, **preset.arguments())
+  x = jax.random.uniform(jax.random.split(jax.random.split(jax.random.key(2), 2)[0])[0], (2, 2))
+  logit = lambda x: apply_fn(params, x[None])[0][0, 0]
+  for _ in range(6):
+    g = jax.grad(logit)(x)
+    x = jnp.clip(x + 0.3 * g / jnp.linalg.norm(g), 0.0, 1.0)
+  np.testing.assert_allclose(result.inputs[0, 0], x, rtol=1e-5, atol=1e-6)
+
+
+def test_data_free_reads_only_the_model_and_counterfactuals_stay_within_their_ball():
+  preset = presets.data_free()
+  assert preset.objective.name == "class_log_prob() - 0.3*total_variation() - 0.3*l1()"
+  assert presets.data_free(axes=(-3, -2)).objective.name == \
+      "class_log_prob() - 0.3*total_variation(axes=(-3, -2)) - 0.3*l1()"
+  apply_fn, params = tiny_model(jax.random.key(0))
+  start = np.full((5, 5), 0.5, np.float32)
+  preset = presets.counterfactual(start, max_change=("linf", 0.05), steps=30)
+  result = invert(apply_fn, params, targets=jnp.arange(4), key=jax.random.key(0),
+                  input_shape=(5, 5), **preset.arguments())
+  assert float(jnp.abs(result.inputs - start[None, None]).max()) <= 0.05 + 1e-6
+  weighted = presets.counterfactual(start)
+  assert weighted.objective.name == "class_log_prob_up_to(0.95) - 0.3*euclidean_distance_to(...)"
+
+
+def test_a_new_preset_is_one_registry_entry(monkeypatch):
+  entry = presets.PresetSpec(lambda space, prior, steps: presets.raw(steps)._replace(
+      objective=objectives.class_log_prob(), optimizer=optax.adam(0.1)), 30, "Adam on pixels")
+  monkeypatch.setitem(presets.REGISTRY, "adam-pixels", entry)
+  assert presets.build("adam-pixels", SPACES["gray"]).steps == 30
+  from jinvert.cli import build_parser
+  args = build_parser().parse_args(["invert", "m.msgpack", "--preset", "adam-pixels",
+                                    "--out", "x.npz"])
+  assert args.preset == "adam-pixels"
