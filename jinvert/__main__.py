@@ -1,5 +1,3 @@
-import sys
+from jinvert.cli import entry
 
-from jinvert.cli import main
-
-sys.exit(main())
+entry()

@@ -331,14 +331,15 @@ def load_dataset(name: str, data_dir=None, key=None) -> Dataset:
   return load_files(name, data_dir)
 
 
-def load_files(name: str, data_dir=None) -> Dataset:
-  """Loads an IDX dataset, from the first place that has it (see the module docstring)."""
+def dataset_folder(name: str, data_dir=None) -> Path:
+  """The first folder that holds IDX dataset `name` (see the module docstring), downloading it
+  into the cache when none does."""
   if name not in SHA256:
     raise JinvertError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
   tried = []
   for folder, source in _candidate_folders(name, data_dir):
     if _has_all_files(folder):
-      return load_folder(folder, name)
+      return folder
     tried.append(f"{folder} ({source})")
   target = cache_dir() / name
   if os.environ.get("JINVERT_OFFLINE") == "1":
@@ -346,9 +347,39 @@ def load_files(name: str, data_dir=None) -> Dataset:
   else:
     failures = download(name, target)
     if not failures:
-      return load_folder(target, name)
+      return target
     tried.append("download: " + failures[-1])
   raise JinvertError(
       f"{name} not found; tried: {'; '.join(tried)}. Fix: put the four IDX files "
       f"({', '.join(s + '.gz' for s in SPLITS.values())}) in DIR/{name}/ and set JINVERT_DATA=DIR "
       f"or pass --data-dir DIR")
+
+
+def load_files(name: str, data_dir=None) -> Dataset:
+  """Loads an IDX dataset, from the first place that has it (see the module docstring)."""
+  return load_folder(dataset_folder(name, data_dir), name)
+
+
+def test_image(name: str, index: int, data_dir=None) -> np.ndarray:
+  """Image `index` of an IDX dataset's test split, float32 in [0, 1]: the index is checked
+  against the file's header, and only the images up to it are read, not the whole split."""
+  path = _find_file(dataset_folder(name, data_dir), SPLITS["test_images"])
+  try:
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as stream:
+      magic = stream.read(4)
+      if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or magic[3] != 3:
+        raise JinvertError(f"{path}: not an IDX file of byte images (magic {magic.hex()})")
+      count, *shape = (int.from_bytes(stream.read(4), "big") for _ in range(3))
+      if tuple(shape) != IMAGE_SHAPE:
+        raise JinvertError(f"{path}: expected images shaped (N, 28, 28), got (N, {shape[0]}, "
+                           f"{shape[1]})")
+      if not 0 <= index < count:
+        raise JinvertError(f"the {name} test set has images 0-{count - 1}, not {index}")
+      size = math.prod(IMAGE_SHAPE)
+      stream.seek(16 + index * size)
+      image = stream.read(size)
+  except (OSError, EOFError, zlib.error) as e:
+    raise JinvertError(f"{path}: corrupt or truncated gzip file ({e})") from None
+  if len(image) != size:
+    raise JinvertError(f"{path}: IDX file truncated before image {index}")
+  return np.frombuffer(image, np.uint8).reshape(IMAGE_SHAPE).astype(np.float32) / 255.0

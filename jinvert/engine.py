@@ -129,9 +129,13 @@ def _scan_recording(step, carry, steps: int, chunk: int):
   """Runs `step(carry, i)` for i < steps; keeps the history of every `chunk`-th step.
 
   The kept step's history rides in the carry: stacking all `chunk` steps' histories and
-  keeping one would make memory grow with the steps even when nothing is recorded.
+  keeping one would make memory grow with the steps even when nothing is recorded. The step is
+  jitted so that learning its history's shape and running it share one trace (a deep model's
+  trace is most of the time to its first result).
   """
-  empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(step, carry, 0)[1])
+  step = jax.jit(step)
+  first = jax.eval_shape(step, carry, jnp.zeros((), jnp.int32))[1]  # i as the scan passes it
+  empty = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first)
 
   def recorded(carry, i):  # runs `chunk` steps, keeps the first one's history
     def body(state, j):
@@ -306,7 +310,8 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
   device_bytes = memory.available_bytes() if device_bytes is None else device_bytes
   host_bytes = memory.host_available_bytes() if host_bytes is None else host_bytes
   n = len(targets)
-  results = jax.eval_shape(run, params, targets, _abstract_keys(n, restarts))
+  # the same abstract keys as the first compile below: one trace serves both
+  results = jax.eval_shape(run, params, targets, _abstract_keys(n, restarts, sharding))
   memory.require(memory.tree_bytes(results) + 8 * n * restarts, host_bytes,
                  f"the results of {n} targets x {restarts:,} restarts", _HINT)
   chunk = min(restarts, max_chunk or restarts)

@@ -301,15 +301,71 @@ class Outputs:
     return commit(files)
 
 
-def read_input(path, what: str) -> bytes:
-  """The bytes of an input file; a missing or unreadable file is a JinvertError naming `what`."""
+# The largest input file read whole: protobuf's own limit for one message (an ONNX model larger
+# than this keeps its weights in external data, which is bounded by memory instead).
+MAX_INPUT_BYTES = 2 ** 31 - 1
+
+
+def input_size(path, what: str) -> int:
+  """The size of an input file, which must be a regular file (not a folder, a device such as
+  /dev/zero, a FIFO or a socket): checked without opening it, so a FIFO cannot block."""
   path = Path(path)
   try:
-    return path.read_bytes()
+    mode = path.stat()
   except FileNotFoundError:
     raise JinvertError(f"{path}: no such {what}") from None
   except OSError as e:
     raise JinvertError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+  if stat.S_ISDIR(mode.st_mode):
+    raise JinvertError(f"{path}: is a folder, not a {what}")
+  if not stat.S_ISREG(mode.st_mode):
+    raise JinvertError(f"{path}: is not a regular file (a device, FIFO or socket), not a {what}")
+  return mode.st_size
+
+
+def read_input(path, what: str, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+  """The bytes of an input file from anyone: a regular file, its size checked against
+  `max_bytes` before anything is read (a sparse file claims no less than it holds).
+
+  Raises:
+    JinvertError: naming `what`: a missing, unreadable or irregular file, or one over the
+      ceiling.
+  """
+  path = Path(path)
+  size = input_size(path, what)
+  if size > max_bytes:
+    raise JinvertError(f"{path}: {size:,} bytes, over the {max_bytes:,}-byte ceiling for a "
+                       f"{what}")
+  try:
+    # O_NONBLOCK: a file swapped for a FIFO after the check still cannot block
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+      if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        raise JinvertError(f"{path}: is not a regular file, not a {what}")
+      data = f.read(max_bytes + 1)
+  except OSError as e:
+    raise JinvertError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+  if len(data) > max_bytes:
+    raise JinvertError(f"{path}: grew past the {max_bytes:,}-byte ceiling while read")
+  return data
+
+
+def read_range(path, offset: int, length: int, what: str) -> bytes:
+  """`length` bytes at `offset` of a regular file whose size was checked to hold them."""
+  try:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+      if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise JinvertError(f"{path}: is not a regular file, not a {what}")
+      data = os.pread(fd, length, offset)
+    finally:
+      os.close(fd)
+  except OSError as e:
+    raise JinvertError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+  if len(data) != length:
+    raise JinvertError(f"{path}: the {what} is truncated: {len(data):,} of {length:,} bytes at "
+                       f"offset {offset:,}")
+  return data
 
 
 def read_npy(path, flag: str, max_bytes: int = 2 ** 30):
@@ -325,6 +381,10 @@ def read_npy(path, flag: str, max_bytes: int = 2 ** 30):
   import numpy as np
 
   try:
+    input_size(path, "file")  # a regular file: np.load would block on a FIFO
+  except JinvertError as e:
+    raise JinvertError(f"{flag} {e}") from None
+  try:
     array = np.load(path, mmap_mode="r", allow_pickle=False)
   except FileNotFoundError:
     raise JinvertError(f"{flag} {path}: no such file") from None
@@ -339,4 +399,7 @@ def read_npy(path, flag: str, max_bytes: int = 2 ** 30):
   if array.nbytes > max_bytes:
     raise JinvertError(f"{flag} {path}: {array.nbytes:,} bytes, over the {max_bytes:,}-byte "
                        "ceiling")
-  return np.array(array)
+  array = np.array(array)
+  if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    raise JinvertError(f"{flag} {path}: holds NaN or inf")
+  return array

@@ -22,6 +22,11 @@ import numpy as np
 
 from jinvert.errors import JinvertError
 
+# Ranges and means within +-1e9 and standard deviations within [1e-9, 1e9] keep what the model sees
+# within +-2e18, leaving float32 (to 3.4e38) 1e20 of room for the model's own arithmetic.
+MAX_MAGNITUDE = 1e9
+MIN_STD = 1e-9
+
 
 class Layout(NamedTuple):
   """What one input is.
@@ -97,6 +102,9 @@ class InputSpace:
                            f"{tuple(self.shape)}")
     if not np.all(np.isfinite(low) & np.isfinite(high)) or np.any(low >= high):
       raise JinvertError(f"{what}: every LOW must be below its HIGH, and finite")
+    if max(np.abs(low).max(), np.abs(high).max()) > MAX_MAGNITUDE:
+      raise JinvertError(f"{what}: every bound must lie within +-{MAX_MAGNITUDE:g}, so that "
+                         "what the model sees stays within float32's range")
     return dataclasses.replace(self, low=low, high=high)
 
   def with_normalization(self, mean, std, what: str = "normalization") -> "InputSpace":
@@ -111,6 +119,10 @@ class InputSpace:
                          f"one std) or {2 * c} ({c} means, then {c} stds)")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))) or np.any(std <= 0):
       raise JinvertError(f"{what}: every mean must be finite and every std above 0")
+    if np.abs(mean).max() > MAX_MAGNITUDE or std.min() < MIN_STD or std.max() > MAX_MAGNITUDE:
+      raise JinvertError(f"{what}: every mean must lie within +-{MAX_MAGNITUDE:g} and every std "
+                         f"within [{MIN_STD:g}, {MAX_MAGNITUDE:g}], so that what the model sees "
+                         "stays within float32's range")
     std = np.broadcast_to(std, mean.shape)
     if len(mean) > 1 and self.layout.channel_axis is not None:
       per_channel = [1] * len(self.shape)

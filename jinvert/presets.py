@@ -22,6 +22,7 @@ import math
 from typing import Callable, NamedTuple
 
 import jax
+import numpy as np
 import optax
 
 from jinvert import objectives, parameterizations, transforms
@@ -85,6 +86,9 @@ def data_free(steps: int = 200, learning_rate: float = 0.1, axes=(-2, -1)) -> Pr
 
 
 COUNTERFACTUAL_STEPS = 300
+# At a weight of 1e6 the distance already outweighs any log-probability a millionfold; from about
+# 1e19 Adam's squared gradients overflow float32.
+MAX_DISTANCE_WEIGHT = 1e6
 
 
 def counterfactual(start, max_change: tuple | None = None, distance_weight: float | None = None,
@@ -99,9 +103,18 @@ def counterfactual(start, max_change: tuple | None = None, distance_weight: floa
     parameterization = parameterizations.start_at(start, 0.0, 1.0)
   else:
     kind, radius = max_change
+    # the farthest two points of the box [0, 1]^n are sqrt(n) apart (l2), 1 apart (linf)
+    diameter = {"l2": math.sqrt(np.size(start)), "linf": 1.0}[kind]
+    if not 0 < radius <= diameter:
+      raise JinvertError(f"a {kind} change must be above 0 and at most {diameter:g}, the "
+                         f"distance across the box [0, 1] of a {np.size(start)}-value input; got "
+                         f"{radius:g}")
     ball = {"l2": parameterizations.l2_ball, "linf": parameterizations.linf_ball}[kind]
     parameterization = ball(start, radius)
   weight = (0.0 if max_change else 0.3) if distance_weight is None else distance_weight
+  if not 0 <= weight <= MAX_DISTANCE_WEIGHT:
+    raise JinvertError(f"the distance weight must be from 0 to {MAX_DISTANCE_WEIGHT:g}, got "
+                       f"{weight:g}")
   objective = objectives.class_log_prob_up_to(probability)
   if weight:
     objective = objective - weight * objectives.euclidean_distance_to(start)

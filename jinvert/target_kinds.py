@@ -115,9 +115,11 @@ def check(kind: str | None, targets, shapes: Shapes):
     JinvertError: naming the first target the model cannot have.
   """
   targets = np.asarray(targets)
+  if targets.ndim == 0:
+    raise JinvertError("targets must have a leading axis (one entry per target)")
+  if len(targets) == 0:
+    raise JinvertError("there are no targets: give at least one")
   if kind is None:
-    if targets.ndim == 0:
-      raise JinvertError("targets must have a leading axis (one entry per target)")
     return jnp.asarray(targets)
   return KINDS[kind].check(targets, shapes)
 

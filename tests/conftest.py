@@ -19,6 +19,16 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+# Property suites: CI sees the same derandomized examples every run; explore more with
+# HYPOTHESIS_PROFILE=explore.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, database=None,
+                          suppress_health_check=list(HealthCheck))
+settings.register_profile("explore", max_examples=1500, deadline=None,
+                          suppress_health_check=list(HealthCheck))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("JINVERT_DATA", REPO.parent / "shared" / "data"))
 

@@ -22,18 +22,11 @@ import jax
 import numpy as np
 import pytest
 from flax import serialization
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import assume, given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from jinvert import models
 from contract import assert_refused, random_images, save
-
-settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck))
-settings.register_profile("explore", max_examples=1500, deadline=None,
-                          suppress_health_check=list(HealthCheck))
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
 
 def _write_idx(path, array, code=0x08):
   raw = (bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)

@@ -88,7 +88,7 @@ def test_invert_bad_input_exits_2_and_writes_nothing(ckpts, tmp_path, capsys, ex
 
 
 @pytest.mark.parametrize("vector,fragment", [
-    (np.array([0.5, np.nan] + [0.0] * 8), "target contains NaN"),
+    (np.array([0.5, np.nan] + [0.0] * 8), "v.npy: holds NaN or inf"),
     (np.ones((1, 7)) / 7, r"must have shape (T, 10)"),
 ])
 def test_invert_bad_target_vector(ckpts, tmp_path, capsys, vector, fragment):

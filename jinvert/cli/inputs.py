@@ -66,23 +66,53 @@ def _test_image(text: str, dataset: str | None, data_dir):
     index = int(text[5:])
   except ValueError:
     raise JinvertError(f"--start {text}: write test:INDEX, e.g. test:0") from None
-  test = data.load_dataset(dataset, data_dir).test_images
-  if not 0 <= index < len(test):
-    raise JinvertError(f"--start {text}: the {dataset} test set has images 0-{len(test) - 1}")
-  return test[index]
+  try:
+    return data.test_image(dataset, index, data_dir)
+  except JinvertError as e:
+    raise JinvertError(f"--start {text}: {e}") from None
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk every PNG ends with
+MAX_PNG_BYTES = 64 << 20
+
+
+def png_size(raw: bytes, path) -> tuple:
+  """(height, width) from a PNG's header, read before anything is decoded."""
+  if len(raw) < 24 or raw[:8] != PNG_SIGNATURE or raw[12:16] != b"IHDR":
+    raise JinvertError(f"--start {path}: not a PNG file")
+  if not raw.endswith(PNG_END):
+    raise JinvertError(f"--start {path}: a truncated PNG (it does not end with its IEND chunk)")
+  return int.from_bytes(raw[20:24], "big"), int.from_bytes(raw[16:20], "big")
 
 
 def _read_png(path, input_shape):
-  """A PNG as floats in [0, 1], gray (H, W) or colour (H, W, C), laid out like the model."""
+  """A PNG as floats in [0, 1], gray (H, W) or colour (H, W, C), laid out like the model; its
+  size is checked against the model's from the header, before the image is decoded."""
+  import io
+
+  from jinvert import files
+  from jinvert.input_space import layout
+
+  raw = files.read_input(path, "--start image", MAX_PNG_BYTES)
+  height, width = png_size(raw, path)
+  axes = layout(input_shape).spatial_axes
+  want = tuple(input_shape[a] for a in axes) if axes else None
+  if want != (height, width):
+    raise JinvertError(f"--start {path}: a {width}x{height} PNG; the model takes "
+                       + (f"{want[1]}x{want[0]} images" if want else
+                          f"{input_shape[0]} features, not an image"))
   try:
-    import matplotlib.image
-    image = np.asarray(matplotlib.image.imread(path), np.float32)
-  except FileNotFoundError:
-    raise JinvertError(f"--start {path}: no such file") from None
+    from PIL import Image  # matplotlib's own reader; it would decode a truncated file as black
+    Image.open(io.BytesIO(raw)).verify()  # every chunk there, every checksum right
+    with Image.open(io.BytesIO(raw)) as decoded:
+      if decoded.mode.startswith("I"):  # 16-bit gray
+        image = np.asarray(decoded, np.float32) / 65535.0
+      else:
+        image = np.asarray(decoded.convert("RGBA" if "A" in decoded.mode else "RGB"
+                                           if decoded.mode != "L" else "L"), np.float32) / 255.0
   except Exception as e:  # Pillow raises many types for a file that is not a PNG
     raise JinvertError(f"--start {path}: not a readable PNG ({type(e).__name__})") from None
-  if image.dtype.kind != "f" or image.max() > 1:
-    image = image / 255.0
   if image.ndim == 3 and image.shape[-1] == 4:
     image = image[..., :3]
   channels = [s for s in input_shape if s <= 4]

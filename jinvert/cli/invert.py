@@ -101,7 +101,7 @@ class _Job(NamedTuple):
   targets: Any             # checked against the model (`engine.validate`)
   preset: str              # a name in presets.REGISTRY, or "counterfactual"
   start: Any               # the --start input in display space, or None
-  max_change: Any          # ("l2" | "linf", radius) or None
+  counterfactual: Any      # with --start, its recipe (presets.counterfactual), checked; or None
   restarts: int
   steps: int
   dataset: str | None
@@ -120,6 +120,8 @@ def _objective_and_targets(args, clf, model_fn):
 
   from jinvert import files, objectives
 
+  if args.target_file is not None and args.objective != "output":
+    raise JinvertError("--target-file holds target vectors, for --objective output")
   if args.objective == "class":
     return None, arguments.parse_targets(_given(args.targets, "0-9"), clf.n_classes)
   if args.objective == "unit":
@@ -133,6 +135,8 @@ def _objective_and_targets(args, clf, model_fn):
     return objectives.unit(layer), arguments.parse_targets(text, units, f"units of {layer!r}")
   if args.target_file is not None:
     targets = files.read_npy(args.target_file, "--target-file")
+    if targets.size == 0:
+      raise JinvertError(f"--target-file {args.target_file}: holds no target vectors")
     return -objectives.cross_entropy_to(), targets[None] if targets.ndim == 1 else targets
   classes = arguments.parse_targets(_given(args.targets, "0-9"), clf.n_classes)
   return -objectives.cross_entropy_to(), np.eye(clf.n_classes, dtype=np.float32)[classes]
@@ -185,17 +189,18 @@ def _checked(args) -> _Job:
   if objective is not None and objective.layer is not None:
     model_fn = _flat_units(model_fn, objective.layer)
   preset, start = _preset_and_start(args, clf, dataset)
-  max_change = arguments.max_change(args.max_change)
   restarts = _given(args.restarts, 8 if start is None else 1)
   steps = args.steps or (presets.COUNTERFACTUAL_STEPS if start is not None
                          else presets.get(preset).steps)
+  counterfactual = None if start is None else presets.counterfactual(
+      clf.space.unit(start), arguments.max_change(args.max_change), args.distance_weight, steps)
   targets = engine.validate(model_fn, clf.params, objective or objectives.class_logit(), targets,
                             clf.input_shape, steps, restarts)
   memory.require(engine.result_bytes(len(targets), restarts, steps, clf.input_shape,
                                      clf.n_classes), memory.host_available_bytes(),
                  f"the results of {len(targets)} targets x {restarts:,} restarts x "
                  f"{steps:,} steps", "use fewer --restarts, --steps or --targets")
-  return _Job(clf, model_fn, objective, targets, preset, start, max_change, restarts, steps,
+  return _Job(clf, model_fn, objective, targets, preset, start, counterfactual, restarts, steps,
               dataset, _prior(args, preset, dataset))
 
 
@@ -216,9 +221,8 @@ def _outputs(args):
 def _preset(job: _Job, args):
   """The preset's recipe (the natural preset may train its prior first)."""
   from jinvert import presets, priors
-  if job.preset == "counterfactual":
-    return presets.counterfactual(job.clf.space.unit(job.start), job.max_change,
-                                  args.distance_weight, steps=job.steps)
+  if job.counterfactual is not None:
+    return job.counterfactual
   prior = priors.load(job.dataset, job.prior, args.data_dir) \
       if presets.get(job.preset).uses_data else None
   return presets.build(job.preset, job.clf.space, prior, job.steps)

@@ -5,8 +5,9 @@
         ...
         advance(len(chunk))
 
-On a terminal the bar redraws in place; elsewhere (a log, a pipe) rich writes it once, finished.
-Work that fails leaves no bar behind, so the error stays the only line on stderr.
+On a terminal the bar redraws in place and is erased when the work ends, so that stderr holds
+only what a command has to say (a failure is its one error line); elsewhere (a log, a pipe)
+nothing is drawn: the JSON line reports the seconds.
 """
 
 import contextlib
@@ -23,11 +24,12 @@ def bar(description: str, total: int, unit: str = ""):
              TextColumn(f"of {total:,} {unit}"), TimeElapsedColumn(), TextColumn("eta"),
              TimeRemainingColumn())
   console = Console(stderr=True)
-  with Progress(*columns, console=console) as shown:
+  # off a terminal even a transient bar ends with a bare newline: nothing is drawn there
+  with Progress(*columns, console=console, transient=True,
+                disable=not console.is_terminal) as shown:
     task = shown.add_task(description, total=total)
     try:
       yield lambda n=1: shown.advance(task, n)
     except BaseException:
-      # A failed command's stderr is its one error line: the bar must not draw itself on top.
-      console.quiet = True
+      console.quiet = True  # not even the last frame above the error line
       raise

@@ -1,7 +1,9 @@
 """The ONNX ops jinvert interprets, one function each, and the table `OPS` that names them.
 
 Each op is `op(node, *inputs, **attributes) -> output`, its attributes as ONNX names them, with
-ONNX's defaults. While every input is static (a numpy array: shape arithmetic such as `Shape`,
+ONNX's defaults; it checks what it is given (attributes in their legal range, indices in
+range) and raises a JinvertError saying what is wrong, which the interpreter prefixes with the
+node. While every input is static (a numpy array: shape arithmetic such as `Shape`,
 `Gather` and `Concat` feeding a `Reshape`) an op computes with numpy, so the result is folded
 while tracing; otherwise with jax.numpy, so `jax.grad`, `vmap` and `jit` run through it. Each op
 matches onnxruntime (tests/test_onnx.py). A new op is one function and one entry of `OPS`.
@@ -14,6 +16,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from jinvert.errors import JinvertError
+
+
+# Shape arithmetic is folded while tracing, in numpy; a graph that builds a larger constant
+# (a Concat that doubles itself, a broadcast of two long vectors) is refused before numpy would
+# allocate it.
+MAX_STATIC_ELEMENTS = 2 ** 20
+
+
+def where(node) -> str:
+  """How errors name a node: `node 'conv1' (Conv)`."""
+  return f"node {node.name or '(unnamed)'!r} ({node.op_type})"
+
+
+def _bounded(node, shape):
+  """Refuses a static result of `shape` over MAX_STATIC_ELEMENTS, before it is computed."""
+  size = math.prod(int(d) for d in shape)
+  if size > MAX_STATIC_ELEMENTS:
+    raise JinvertError(f"folds a constant of {size:,} elements "
+                       f"{tuple(int(d) for d in shape)}, over the {MAX_STATIC_ELEMENTS:,} "
+                       "jinvert computes while loading")
 
 
 def is_static(*values) -> bool:
@@ -43,14 +65,18 @@ def _aligned(*values):
 
 def _binary(fn_name):
   def op(node, a, b):
+    if is_static(a, b):
+      _bounded(node, np.broadcast_shapes(np.shape(a), np.shape(b)))
     return getattr(_lib(a, b), fn_name)(*_aligned(a, b))
   return op
 
 
 def _div(node, a, b):
   a, b = _aligned(a, b)
-  if is_static(a, b) and a.dtype.kind in "iu":
-    return np.floor_divide(a, b)
+  if is_static(a, b):
+    _bounded(node, np.broadcast_shapes(a.shape, b.shape))
+    if a.dtype.kind in "iu":
+      return np.floor_divide(a, b)
   return _lib(a, b).divide(a, b)
 
 
@@ -66,7 +92,12 @@ def _gemm(node, a, b, c=None, alpha=1.0, beta=1.0, transA=0, transB=0):
 
 
 def _matmul(node, a, b):
-  return _lib(a, b).matmul(a, b) if is_static(a, b) else jnp.matmul(a, b, precision="highest")
+  if not is_static(a, b):
+    return jnp.matmul(a, b, precision="highest")
+  shape = jax.eval_shape(jnp.matmul, jax.ShapeDtypeStruct(a.shape, a.dtype),
+                         jax.ShapeDtypeStruct(b.shape, b.dtype)).shape
+  _bounded(node, shape)
+  return np.matmul(a, b)
 
 
 def _softmax(log):
@@ -76,14 +107,23 @@ def _softmax(log):
 
 
 def _flatten(node, x, axis=1):
-  axis = axis % x.ndim if x.ndim else 0
+  if not -x.ndim <= axis <= x.ndim:
+    raise JinvertError(f"axis {axis} is outside [-{x.ndim}, {x.ndim}] for a "
+                       f"{x.ndim}-D input")
+  axis = axis % x.ndim if x.ndim and axis != x.ndim else axis
   return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
 
 
 def _reshape(node, x, shape, allowzero=0):
   shape = list(_ints(shape))
   if not allowzero:
+    past = [i for i, s in enumerate(shape) if s == 0 and i >= x.ndim]
+    if past:
+      raise JinvertError(f"shape {shape} copies axis {past[0]} (a 0) of a "
+                         f"{x.ndim}-D input")
     shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+  if shape.count(-1) > 1 or any(s < -1 for s in shape):
+    raise JinvertError(f"shape {shape} is not a shape")
   return x.reshape(shape)
 
 
@@ -91,8 +131,33 @@ def _transpose(node, x, perm=None):
   return _lib(x).transpose(x, perm if perm is None else tuple(perm))
 
 
+def _check_window(node, x_shape, kernel, strides, dilations, pads):
+  """Every window attribute in its legal range (kernels, strides and dilations at least 1, pads
+  at least 0, one value per spatial axis), and the window no larger than the padded input."""
+  n = len(x_shape)
+  for name, values, least, count in (("kernel_shape", kernel, 1, n), ("strides", strides, 1, n),
+                                     ("dilations", dilations, 1, n),
+                                     ("pads", pads or [0] * 2 * n, 0, 2 * n)):
+    values = [int(v) for v in values]
+    if len(values) != count:
+      raise JinvertError(f"{name} has {len(values)} values, the input's {n} "
+                         f"spatial axes need {count}")
+    if min(values) < least:
+      raise JinvertError(f"{name} {values} must be at least {least}")
+
+
 def _spatial_padding(node, x_shape, kernel, strides, dilations, pads, auto_pad, ceil_mode=0):
-  """[(begin, end)] per spatial axis, from ONNX's explicit pads or auto_pad."""
+  """[(begin, end)] per spatial axis, from ONNX's explicit pads or auto_pad; checked."""
+  _check_window(node, x_shape, kernel, strides, dilations, pads)
+  padding = _padding(x_shape, kernel, strides, dilations, pads, auto_pad, ceil_mode)
+  for size, k, d, (begin, end) in zip(x_shape, kernel, dilations, padding):
+    if (k - 1) * d + 1 > size + begin + end:
+      raise JinvertError(f"a window of {(k - 1) * d + 1} (kernel {k}, dilation "
+                         f"{d}) is larger than its padded input of {size + begin + end}")
+  return padding
+
+
+def _padding(x_shape, kernel, strides, dilations, pads, auto_pad, ceil_mode):
   n = len(kernel)
   auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
   if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -118,10 +183,16 @@ def _spatial_padding(node, x_shape, kernel, strides, dilations, pads, auto_pad, 
 def _conv(node, x, w, b=None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
           pads=None, strides=None):
   spatial = w.ndim - 2
-  if spatial != 2:
-    raise JinvertError(f"node {node.name!r} (Conv): only 2-D convolutions are supported, this "
-                       f"one has {spatial} spatial axes")
+  if spatial != 2 or x.ndim != 4:
+    raise JinvertError(f"only 2-D convolutions are supported, this one has "
+                       f"{spatial} spatial axes and a {x.ndim}-D input")
   kernel = w.shape[2:]
+  if kernel_shape is not None and tuple(kernel_shape) != tuple(kernel):
+    raise JinvertError(f"kernel_shape {list(kernel_shape)} disagrees with the "
+                       f"weights' {list(kernel)}")
+  if group < 1 or x.shape[1] != w.shape[1] * group or w.shape[0] % group:
+    raise JinvertError(f"{x.shape[1]} input channels, weights {tuple(w.shape)} "
+                       f"and group {group} do not fit")
   strides = tuple(strides or (1,) * spatial)
   dilations = tuple(dilations or (1,) * spatial)
   padding = _spatial_padding(node, x.shape[2:], kernel, strides, dilations, pads, auto_pad)
@@ -133,6 +204,8 @@ def _conv(node, x, w, b=None, auto_pad="NOTSET", dilations=None, group=1, kernel
 
 
 def _pool_args(node, x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode):
+  if kernel_shape is None or x.ndim < 3:
+    raise JinvertError("needs kernel_shape and an input with spatial axes")
   n = len(kernel_shape)
   strides = tuple(strides or (1,) * n)
   dilations = tuple(dilations or (1,) * n)
@@ -176,8 +249,8 @@ def _global_avgpool(node, x):
 
 def _batchnorm(node, x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, training_mode=0):
   if training_mode:
-    raise JinvertError(f"node {node.name!r} (BatchNormalization): training_mode=1 is not "
-                       "supported; export the model in inference mode (model.eval())")
+    raise JinvertError("training_mode=1 is not supported; export the model in inference mode "
+                       "(model.eval())")
   shape = (1, -1) + (1,) * (x.ndim - 2)
   return (x - mean.reshape(shape)) / jnp.sqrt(var.reshape(shape) + epsilon) * \
       scale.reshape(shape) + bias.reshape(shape)
@@ -188,6 +261,8 @@ def _identity(node, x, *rest, **attrs):
 
 
 def _concat(node, *xs, axis=0):
+  if is_static(*xs):
+    _bounded(node, (sum(np.size(x) for x in xs),))
   return _lib(*xs).concatenate(xs, axis=axis)
 
 
@@ -202,8 +277,11 @@ def _squeeze(node, x, axes=None):
 
 
 def _unsqueeze(node, x, axes):
+  rank = x.ndim + len(_ints(axes))
+  if any(not -rank <= a < rank for a in _ints(axes)):
+    raise JinvertError(f"axes {list(_ints(axes))} outside the {rank}-D result")
   out = x
-  for axis in sorted(a % (x.ndim + len(_ints(axes))) for a in _ints(axes)):
+  for axis in sorted(a % rank for a in _ints(axes)):
     out = _lib(x).expand_dims(out, axis)
   return out
 
@@ -213,7 +291,19 @@ def _shape(node, x, start=0, end=None):
 
 
 def _gather(node, x, indices, axis=0):
+  if not -np.ndim(x) <= axis < np.ndim(x):
+    raise JinvertError(f"axis {axis} of a {np.ndim(x)}-D input")
+  size = np.shape(x)[axis]
+  if is_static(indices) and np.size(indices):
+    bad = indices[(indices < -size) | (indices >= size)]
+    if bad.size:
+      raise JinvertError(f"index {int(bad.flat[0])} is out of range for axis "
+                         f"{axis} of size {size}")
+  elif not is_static(indices):
+    raise JinvertError("indices computed from the model's input are not "
+                       "supported")
   if is_static(x, indices):
+    _bounded(node, np.shape(indices) + tuple(np.delete(np.shape(x), axis % np.ndim(x))))
     return np.take(x, indices, axis=axis)
   return jnp.take(x, jnp.asarray(indices), axis=axis)
 
@@ -224,14 +314,20 @@ def _cast(node, x, to, saturate=1):
   return x.astype(dtype) if is_static(x) or dtype.kind == "f" else jnp.asarray(x).astype(dtype)
 
 
+def _relu(node, x):
+  # jax.nn.relu is a jitted custom-JVP function, traced again at every call under the engine's
+  # vmaps and grad (8 ms a node); where() has the same value and the same gradient at 0
+  return jnp.where(x > 0, x, jnp.zeros_like(x))
+
+
 def _leaky_relu(node, x, alpha=0.01):
   return jnp.where(x >= 0, x, alpha * x)
 
 
 OPS = {
     "Gemm": _gemm, "MatMul": _matmul, "Add": _binary("add"), "Sub": _binary("subtract"),
-    "Mul": _binary("multiply"), "Div": _div, "Relu": _unary(jax.nn.relu),
-    "LeakyRelu": _leaky_relu, "Sigmoid": _unary(jax.nn.sigmoid), "Tanh": _unary(jnp.tanh),
+    "Mul": _binary("multiply"), "Div": _div, "Relu": _relu,
+    "LeakyRelu": _leaky_relu, "Sigmoid": _unary(jax.lax.logistic), "Tanh": _unary(jnp.tanh),
     "Softmax": _softmax(False), "LogSoftmax": _softmax(True), "Flatten": _flatten,
     "Reshape": _reshape, "Transpose": _transpose, "Conv": _conv, "MaxPool": _maxpool,
     "AveragePool": _avgpool, "GlobalAveragePool": _global_avgpool,
@@ -264,5 +360,4 @@ def constant(node):
     if key in attrs:
       value = np.asarray(attrs[key])
       return value.astype(np.float32) if key.startswith("value_float") else value
-  raise JinvertError(f"node {node.name!r} (Constant): only tensor, float and int values are "
-                     "supported")
+  raise JinvertError(f"{where(node)}: only tensor, float and int values are supported")
