@@ -106,3 +106,14 @@ def finite_difference_check(f, x, key, directions=3, eps=1e-6, rtol=1e-6, atol=1
     v = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
     numeric = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
     np.testing.assert_allclose(jnp.vdot(grad, v), numeric, rtol=rtol, atol=atol)
+
+
+def pytest_collection_modifyitems(config, items):
+  """The README's example trains on MNIST: without the data it is skipped, as every test that
+  needs real data is (`real_data_or_skip`)."""
+  if (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").exists():
+    return
+  for item in items:
+    if item.nodeid.endswith("README.md::README.md"):
+      item.add_marker(pytest.mark.skip(reason=f"real data not found at {SHARED_DATA / 'mnist'} "
+                                              "(set JINVERT_DATA)"))
