@@ -23,7 +23,8 @@ def add(commands):
                   "accuracy is null. Progress goes to stderr; the last stdout line is JSON: "
                   "teacher, teacher_test_accuracy, student, student_test_accuracy, images, "
                   "preset, uses_data, rounds, synth_seconds, train_seconds, checkpoint.")
-  p.add_argument("teacher", metavar="TEACHER", help="a classifier checkpoint")
+  p.add_argument("teacher", metavar="TEACHER",
+                 help="a classifier checkpoint (jinvert train) or an .onnx file")
   p.add_argument("--student", required=True, metavar="MODEL",
                  help="the registered classifier to train, e.g. mnist-mlp (784-256-256-10)")
   p.add_argument("--images", type=arguments.count, required=True,

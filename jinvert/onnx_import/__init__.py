@@ -6,9 +6,9 @@
 The graph's float initializers become `params` (a dict pytree: `jax.grad`, `vmap` and `jit`
 work on `apply_fn` as on any jinvert model); integer initializers and `Constant` nodes stay
 static, so shape arithmetic is folded while tracing (`ops`). Every intermediate tensor on the
-way to the output is returned by name in `activations`, for unit objectives. The graph runs one
-example at a time and is vmapped over the batch, so a model exported with a fixed batch of 1
-works at any batch size.
+way to the output is returned by name in `activations`, for unit objectives. The graph runs on a
+batch of one, as graphs are exported (the engine's case), and a larger batch one example at a
+time, so a model exported with a fixed batch of 1 works at any batch size.
 
 A model from anyone gets the same contract as every other input: it is read as a regular file
 of bounded size; weights kept in external data (torch's default export, `model.onnx.data`) load
