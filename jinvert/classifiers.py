@@ -1,6 +1,6 @@
 """A classifier from any source, as one object: a jinvert checkpoint or an ONNX file.
 
->>> import os, tempfile, jax, jax.numpy as jnp
+>>> import os, tempfile
 >>> from jinvert import checkpoint, models
 >>> path = os.path.join(tempfile.mkdtemp(), "mlp.msgpack")
 >>> spec = models.get_model("mnist-mlp")
@@ -16,6 +16,10 @@
 import dataclasses
 from pathlib import Path
 from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jinvert.input_space import InputSpace
 
@@ -34,6 +38,8 @@ class Classifier:
     layers: activation names (the first is the default for unit objectives).
     dataset: the data it learned from, when known (`mnist`, `fashion-mnist`), else None.
     metadata: the checkpoint's metadata ({} for ONNX).
+    channel_axis: where a feature map keeps its channels, for one input: -1 for flax models
+      (H, W, C), 0 for ONNX's (C, H, W).
   """
   name: str
   apply_fn: Callable
@@ -43,6 +49,7 @@ class Classifier:
   layers: tuple
   dataset: str | None
   metadata: dict
+  channel_axis: int = -1
 
   @property
   def input_shape(self) -> tuple:
@@ -56,6 +63,23 @@ class Classifier:
     """`fn(params, u) -> (logits, activations)` on u in [0, 1]: the model as the engine
     searches it (`InputSpace.model_fn`)."""
     return self.space.model_fn(self.apply_fn)
+
+  def layer_shapes(self) -> list:
+    """Every activation an objective can name, in the model's order: [{"name", "shape",
+    "channels", "kind"}], its shape for one input; a feature map's channels, a dense layer's
+    units."""
+    _, acts = jax.eval_shape(self.apply_fn, self.params,
+                             jax.ShapeDtypeStruct((1,) + tuple(self.input_shape), jnp.float32))
+    found = []
+    # the model's own order (its first layer is the default), then whatever else it returns
+    for name in [n for n in self.layers if n in acts] + [n for n in acts if n not in self.layers]:
+      a = acts[name]
+      shape = tuple(int(d) for d in a.shape[1:])
+      conv = len(shape) == 3
+      found.append({"name": name, "shape": list(shape),
+                    "channels": shape[self.channel_axis] if conv else int(np.prod(shape)),
+                    "kind": "feature map" if conv else "dense"})
+    return found
 
 
 def is_onnx(path) -> bool:
@@ -75,7 +99,7 @@ def load_model(path, what: str = "MODEL", hints: dict | None = None) -> Classifi
     from jinvert.onnx_import import load_onnx
     model = load_onnx(path)
     return Classifier(Path(path).stem, model.apply_fn, model.params, InputSpace(model.input_shape),
-                      model.n_outputs, model.layers, None, {})
+                      model.n_outputs, model.layers, None, {}, channel_axis=0)
   from jinvert import checkpoint, models
   params, meta = checkpoint.load_checkpoint(path)
   spec = models.require_task(meta["model"], "classifier", f"{what} {path}", hints)

@@ -1,7 +1,8 @@
 """Datasets by name: MNIST and Fashion-MNIST from the standard IDX files, and seed 004's points.
 
 `load_dataset(name)` returns any dataset in `DATASETS`. The IDX datasets are found locally or
-downloaded; generated ones (seed 004's 100 points) are drawn from a `jax.random` key.
+downloaded; generated ones (seed 004's 100 points) are drawn from a `jax.random` key; derived
+ones (Colored MNIST) are computed from the MNIST files, deterministically, and never stored.
 
 >>> points = load_dataset("seed004-linear")
 >>> points.train_images.shape, points.train_labels.shape
@@ -298,6 +299,32 @@ def seed004_linear(key, n: int = 100) -> Dataset:
   return Dataset(x, y, x, y)
 
 
+def hue_rgb(hues) -> np.ndarray:
+  """RGB in [0, 1] of HSV colours (hue in degrees, saturation 1, value 1): (...) -> (..., 3)."""
+  k = (np.asarray(hues, np.float32)[..., None] / 60.0 + np.array([5.0, 3.0, 1.0], np.float32)) % 6
+  return 1.0 - np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def colored(images, hues) -> np.ndarray:
+  """Gray images (N, 28, 28) tinted: each pixel's grey level is the value of its image's hue,
+  at full saturation: (N, 28, 28, 3) in [0, 1]."""
+  return (np.asarray(images)[..., None] * hue_rgb(hues)[:, None, None, :]).astype(np.float32)
+
+
+def colored_mnist(data_dir=None, random_hues: bool = False) -> Dataset:
+  """MNIST with each digit k tinted hue 36 k degrees (`colored-mnist`: the colour predicts the
+  class) or a hue drawn per image, seeded (`colored-mnist-random`: it predicts nothing). Made
+  from the MNIST files each time, deterministically; never stored."""
+  mnist = load_files("mnist", data_dir)
+  splits = []
+  for seed, (images, labels) in enumerate(((mnist.train_images, mnist.train_labels),
+                                           (mnist.test_images, mnist.test_labels))):
+    hues = (np.random.default_rng(seed).uniform(0.0, 360.0, len(labels)) if random_hues
+            else 36.0 * labels)
+    splits += [colored(images, hues), labels]
+  return Dataset(*splits)
+
+
 class DatasetSpec(NamedTuple):
   """A dataset jinvert can load by name: one input's shape, and whether it is drawn from a
   key (generated) rather than read from files."""
@@ -306,8 +333,12 @@ class DatasetSpec(NamedTuple):
 
 
 DATASETS = {"mnist": DatasetSpec(IMAGE_SHAPE), "fashion-mnist": DatasetSpec(IMAGE_SHAPE),
-            "seed004-linear": DatasetSpec((1,), generated=True)}
+            "seed004-linear": DatasetSpec((1,), generated=True),
+            "colored-mnist": DatasetSpec(IMAGE_SHAPE + (3,)),
+            "colored-mnist-random": DatasetSpec(IMAGE_SHAPE + (3,))}
 _GENERATORS = {"seed004-linear": seed004_linear}
+_DERIVED = {"colored-mnist": lambda data_dir: colored_mnist(data_dir),
+            "colored-mnist-random": lambda data_dir: colored_mnist(data_dir, random_hues=True)}
 
 
 def load_dataset(name: str, data_dir=None, key=None) -> Dataset:
@@ -328,6 +359,8 @@ def load_dataset(name: str, data_dir=None, key=None) -> Dataset:
   if name in _GENERATORS:
     import jax
     return _GENERATORS[name](jax.random.key(0) if key is None else key)
+  if name in _DERIVED:
+    return _DERIVED[name](data_dir)
   return load_files(name, data_dir)
 
 

@@ -29,7 +29,7 @@ import optax
 
 from jinvert import memory, optimizers, parameterizations, target_kinds
 from jinvert.errors import JinvertError
-from jinvert.objectives import Context, Objective
+from jinvert.objectives import RESTARTS, TARGETS, Context, Objective
 from jinvert.timing import time_calls
 
 
@@ -64,11 +64,20 @@ def outputs_only(apply_fn: Callable) -> Callable:
   return lambda params, x: split_outputs(apply_fn(params, x))[0]
 
 
+class _Activations(dict):
+  """{layer name: activation}; a name the model lacks is a JinvertError naming those it has
+  (an objective may read layers besides the one `validate` checks)."""
+
+  def __missing__(self, name):
+    raise JinvertError(f"the model has no layer {name!r}; valid layer names: "
+                       f"{', '.join(self) or 'none (apply_fn returns no activations)'}")
+
+
 def _single(apply_fn):
   """Calls a batched model on one input; returns (outputs, activations) for that input."""
   def fn(params, x):
     out, acts = split_outputs(apply_fn(params, x[None]))
-    return out[0], {name: a[0] for name, a in acts.items()}
+    return out[0], _Activations((name, a[0]) for name, a in acts.items())
   return fn
 
 
@@ -92,7 +101,7 @@ def validate(apply_fn, params, objective: Objective, targets, input_shape, steps
     valid = ", ".join(acts) or "none (apply_fn returns no activations)"
     raise JinvertError(f"the model has no layer {objective.layer!r}; valid layer names: {valid}")
   shapes = target_kinds.Shapes(out.shape[-1], {k: v.shape[1:] for k, v in acts.items()},
-                               objective.layer)
+                               objective.layer, objective.axis)
   return target_kinds.check(objective.target_kind, targets, shapes)
 
 
@@ -183,8 +192,10 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
   lane_init, lane_step = _lane(apply_fn, objective, optimizer, parameterization, input_shape,
                                transform, record_inputs)
   every = report_every or max(1, steps // 50)
-  all_lanes = jax.vmap(jax.vmap(lane_step, in_axes=(None, None, 0, 0, None)),
-                       in_axes=(None, 0, 0, 0, None))
+  # named axes: objectives that compare a target's restarts (diversity, alignment) gather over
+  # RESTARTS; a collective never crosses targets
+  over_restarts = jax.vmap(lane_step, in_axes=(None, None, 0, 0, None), axis_name=RESTARTS)
+  all_lanes = jax.vmap(over_restarts, in_axes=(None, 0, 0, 0, None), axis_name=TARGETS)
 
   def run(params, targets, keys):
     carry, step_keys = jax.vmap(jax.vmap(lane_init))(keys)
@@ -286,7 +297,7 @@ def result_bytes(n_targets: int, restarts: int, steps: int, input_shape, n_outpu
 
 
 def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_bytes=None,
-                  sharding=None, max_chunk: int | None = None):
+                  sharding=None, max_chunk: int | None = None, chunkable: bool = True):
   """Compiles `run` for R = `restarts`, or for the largest chunk of restarts that fits.
 
   The results must fit in host memory (checked from their shapes before anything is compiled
@@ -300,6 +311,8 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
     device_bytes, host_bytes: memory free (default: `jinvert.memory`'s reading).
     sharding: the keys' sharding (`lane_sharding`, `restart_sharding`), if any.
     max_chunk: at most this many restarts per call (for progress, or a memory budget).
+    chunkable: False when the objective compares a target's restarts
+      (`Objective.couples_restarts`): they must then run in one call, or not at all.
 
   Returns:
     (compiled call for chunks of C restarts, C).
@@ -314,13 +327,13 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
   results = jax.eval_shape(run, params, targets, _abstract_keys(n, restarts, sharding))
   memory.require(memory.tree_bytes(results) + 8 * n * restarts, host_bytes,
                  f"the results of {n} targets x {restarts:,} restarts", _HINT)
-  chunk = min(restarts, max_chunk or restarts)
+  chunk = min(restarts, max_chunk or restarts) if chunkable else restarts
   while True:
     compiled = run.lower(params, targets, _abstract_keys(n, chunk, sharding)).compile()
     need = memory.compiled_bytes(compiled)
     if need is None or device_bytes is None or need <= device_bytes:
       return compiled, chunk
-    if _splits_restarts(sharding) or chunk == 1:
+    if not chunkable or _splits_restarts(sharding) or chunk == 1:
       memory.require(need, device_bytes, f"the inversion of {n} targets x {chunk:,} restarts",
                      _HINT)
     # restarts cost memory in proportion (plus a fixed part the next check catches)
@@ -373,7 +386,8 @@ def _gather(pieces, restarts: int) -> InversionResult:
 
 def run_planned(run, params, targets, key, restarts: int, sharding=None, *, fall_back=False,
                 device_bytes=None, host_bytes=None, max_chunk: int | None = None,
-                on_plan: Callable | None = None, on_chunk: Callable | None = None):
+                chunkable: bool = True, on_plan: Callable | None = None,
+                on_chunk: Callable | None = None):
   """Plans, keys and runs a jitted inversion (`make_inversion`) over T targets x R restarts.
 
   Compiled for all R restarts, or for the largest equal chunk that fits in memory
@@ -387,7 +401,7 @@ def run_planned(run, params, targets, key, restarts: int, sharding=None, *, fall
     sharding: how the lanes split over devices, or None.
     fall_back: when a sharding that splits the restarts (which cannot run in chunks) does not
       fit, run on one device in chunks instead of refusing.
-    device_bytes, host_bytes, max_chunk: as for `plan_restarts`.
+    device_bytes, host_bytes, max_chunk, chunkable: as for `plan_restarts`.
     on_plan: called with the number of calls planned, before any runs.
     on_chunk: called with the number of restarts done after each call.
 
@@ -397,13 +411,13 @@ def run_planned(run, params, targets, key, restarts: int, sharding=None, *, fall
   t0 = time.perf_counter()
   try:
     compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
-                                    sharding, max_chunk)
+                                    sharding, max_chunk, chunkable)
   except JinvertError:
     if not (fall_back and _splits_restarts(sharding)):
       raise
     sharding = None
     compiled, chunk = plan_restarts(run, params, targets, restarts, device_bytes, host_bytes,
-                                    max_chunk=max_chunk)
+                                    max_chunk=max_chunk, chunkable=chunkable)
   if on_plan is not None:
     on_plan(-(-restarts // chunk))
   compile_seconds = time.perf_counter() - t0
@@ -425,7 +439,8 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
 
   Compilation (`lower().compile()`) is timed apart from the compiled calls, each timed up to
   `block_until_ready`. Arguments as for `invert`. When the call does not fit in memory by XLA's
-  estimate, the restarts run in chunks that do, with the same results (`plan_restarts`).
+  estimate, the restarts run in chunks that do, with the same results (`plan_restarts`), unless
+  the objective compares them (`Objective.couples_restarts`).
   `on_steps(n)` is called as the steps advance, `steps` in all over however many calls (a
   progress bar).
   """
@@ -442,6 +457,7 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
     sharding = restart_sharding(restarts) if shard else None
   return run_planned(run, params, targets, key, restarts, sharding, fall_back=shard is None,
                      device_bytes=device_bytes, host_bytes=host_bytes,
+                     chunkable=not objective.couples_restarts,
                      on_plan=lambda n: calls.__setitem__(0, n))
 
 

@@ -77,6 +77,33 @@ def total_variation(images):
           + jnp.sum(jnp.abs(jnp.diff(images, axis=-2)), axis=(-2, -1)))
 
 
+def hue(images):
+  """HSV hue in degrees [0, 360) and chroma (max - min, the weight of that hue) of every pixel
+  of colour images (..., 3) in [0, 1], channels last: -> ((...), (...))."""
+  rgb = np.asarray(images, np.float64)
+  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+  high, chroma = rgb.max(-1), np.ptp(rgb, -1)
+  safe = np.where(chroma > 0, chroma, 1.0)
+  sector = np.where(high == r, ((g - b) / safe) % 6,
+                    np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4))
+  return np.where(chroma > 0, 60.0 * sector, 0.0), chroma
+
+
+def mean_hue(images) -> np.ndarray:
+  """The circular mean hue in degrees [0, 360) of each colour image (..., H, W, 3), channels
+  last, every pixel weighted by its chroma (grey pixels have no hue): -> (...). NaN for an
+  image without colour."""
+  degrees, chroma = hue(images)
+  angle = np.deg2rad(degrees)
+  x, y = (np.sum(chroma * f(angle), axis=(-2, -1)) for f in (np.cos, np.sin))
+  return np.where(np.hypot(x, y) > 0, np.rad2deg(np.arctan2(y, x)) % 360.0, np.nan)
+
+
+def hue_difference(a, b) -> np.ndarray:
+  """The angle between two hues in degrees, [0, 180]."""
+  return 180.0 - np.abs(180.0 - np.abs(np.asarray(a) - np.asarray(b)) % 360.0)
+
+
 def summarize(images, outputs, targets, judge=None, train_images=None) -> dict:
   """Every metric, per target and averaged, as plain floats for JSON.
 

@@ -74,25 +74,32 @@ class CNN(nn.Module):
     return nn.Dense(self.outputs, name="out")(h)
 
 
-class MnistCNN(nn.Module):
-  """mnist-cnn: conv 16 3x3, BatchNorm, ReLU, max-pool 2; conv 32 3x3, BatchNorm, ReLU,
-  max-pool 2; dense 128, ReLU; out. Sows block1, block2 (each convolution after BatchNorm and
-  ReLU) and hidden1.
+class ConvNet(nn.Module):
+  """Two blocks of conv 3x3 (16, then 32), optional BatchNorm, ReLU and max-pool 2; dense
+  `hidden`, ReLU; out. Sows block1_pre and block2_pre (each convolution before its ReLU: an
+  objective there is never stuck at a dead ReLU), block1 and block2 (after it) and hidden1.
+  Grey inputs (..., 28, 28) gain a channel axis; colour ones are (..., 28, 28, 3).
 
-  `apply(variables, x)` uses BatchNorm's running statistics (inference); `train=True` uses the
-  batch's and updates them (with `mutable=["batch_stats"]`, as `jinvert.train` does).
+  mnist-cnn has BatchNorm: `apply(variables, x)` uses its running statistics (inference);
+  `train=True` uses the batch's and updates them (with `mutable=["batch_stats"]`, as
+  `jinvert.train` does).
   """
+  hidden: int = 128
+  batch_norm: bool = True
   outputs: int = 10
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    h = x.reshape(x.shape[:-2] + (28, 28, 1))
+    h = x if x.shape[-1] == 3 else x.reshape(x.shape[:-2] + (28, 28, 1))
     for i, width in enumerate((16, 32), start=1):
       h = nn.Conv(width, (3, 3), name=f"conv{i}")(h)
-      h = nn.relu(nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(h))
+      if self.batch_norm:
+        h = nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(h)
+      self.sow("intermediates", f"block{i}_pre", h)
+      h = nn.relu(h)
       self.sow("intermediates", f"block{i}", h)
       h = nn.max_pool(h, (2, 2), strides=(2, 2))
-    h = nn.relu(nn.Dense(128, name="dense1")(h.reshape(h.shape[:-3] + (-1,))))
+    h = nn.relu(nn.Dense(self.hidden, name="dense1")(h.reshape(h.shape[:-3] + (-1,))))
     self.sow("intermediates", "hidden1", h)
     return nn.Dense(self.outputs, name="out")(h)
 
@@ -245,10 +252,14 @@ REGISTRY = {
                   Recipe("adam", 1e-3, batch_size=128, epochs=3),
                   "the independent judge: conv 16-32 stride 2, dense 64", ("lecun",),
                   ("hidden1",)),
-        ModelSpec("mnist-cnn", lambda init: MnistCNN(), (28, 28), "mnist",
+        ModelSpec("mnist-cnn", lambda init: ConvNet(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=128, epochs=3),
                   "conv 16-32 3x3 with BatchNorm and max-pool, dense 128", ("lecun",),
-                  ("block1", "block2", "hidden1")),
+                  ("block1_pre", "block1", "block2_pre", "block2", "hidden1")),
+        ModelSpec("color-cnn", lambda init: ConvNet(hidden=64, batch_norm=False), (28, 28, 3), "colored-mnist",
+                  Recipe("adam", 1e-3, batch_size=128, epochs=2),
+                  "conv 16-32 3x3 with max-pool, dense 64, on colour images", ("lecun",),
+                  ("block1_pre", "block1", "block2_pre", "block2", "hidden1")),
         ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
                   "the natural preset's prior: a VAE, latent 16", ("lecun",),

@@ -19,6 +19,12 @@ under `vmap`; its `target_kind` says what a target is (`jinvert.target_kinds`).
 
 A new objective is a factory of `fn(ctx)` (or `fn(ctx, target)`) under `wrap_objective`, which
 derives its name from the call and its target kind from the arguments.
+
+Objectives of a convolutional layer (`channel`, `neuron`, `direction`, `diversity`) read its
+feature map for one input, (H, W, C) or (C, H, W): `axis` names the channels' axis, -1 for flax
+models (the default), 0 for ONNX's NCHW (`Classifier.channel_axis`). Objectives that compare a
+target's restarts (`diversity`, `alignment`, `interpolate`) gather over the engine's RESTARTS
+axis, so they run inside the engine (or any vmap with that axis name).
 """
 
 import dataclasses
@@ -31,6 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jinvert.errors import JinvertError
+
+# The engine's named vmap axes (jinvert.engine): a target's restarts, and the targets.
+RESTARTS, TARGETS = "restarts", "targets"
 
 
 class Context(NamedTuple):
@@ -51,11 +60,16 @@ class Objective:
     target_kind: what the lane target is (`jinvert.target_kinds`), or None when the objective
       reads no target.
     layer: the hidden layer the objective reads, or None.
+    axis: the channels' axis of that layer's feature map (for one input), or None.
+    couples_restarts: it reads the other restarts of its target (gathers over RESTARTS), so
+      a target's restarts must run in one call, never in chunks.
   """
   fn: Callable[[Context], jax.Array]
   name: str
   target_kind: str | None = None
   layer: str | None = None
+  axis: int | None = None
+  couples_restarts: bool = False
 
   def __call__(self, ctx: Context) -> jax.Array:
     return self.fn(ctx)
@@ -93,8 +107,19 @@ def _combine(a, b, op, symbol):
   if not isinstance(a, Objective) or not isinstance(b, Objective):
     return NotImplemented
   return Objective(lambda ctx: op(a.fn(ctx), b.fn(ctx)), f"{a.name} {symbol} {b.name}",
-                   _merge(a.target_kind, b.target_kind, "target kind"),
-                   _merge(a.layer, b.layer, "layer"))
+                   *_merged(a, b))
+
+
+def _merged(a, b) -> tuple:
+  """(target kind, layer, axis, couples restarts) of an objective made of `a` and `b`. The
+  layer that matters is the one whose targets are checked: a targeted term's layer wins over
+  an untargeted one's (`channel("conv1") + diversity("conv2")` checks conv1's channels)."""
+  couples = a.couples_restarts or b.couples_restarts
+  if (a.target_kind is None) != (b.target_kind is None):
+    a, b = (a, b) if a.target_kind is not None else (b, a)
+    return a.target_kind, a.layer, a.axis, couples
+  return (_merge(a.target_kind, b.target_kind, "target kind"), _merge(a.layer, b.layer, "layer"),
+          _merge(a.axis, b.axis, "channel axis"), couples)
 
 
 def _shown(value) -> str:
@@ -116,7 +141,8 @@ def _is_default(signature, name: str, value) -> bool:
 
 
 def wrap_objective(kind: str | None = None, target: str | None = None,
-                   layer: str | None = None):
+                   layer: str | None = None, axis: str | None = None,
+                   couples_restarts: bool = False):
   """Makes a factory of objective functions a factory of named `Objective`s (Lucid's
   `wrap_objective`).
 
@@ -130,6 +156,8 @@ def wrap_objective(kind: str | None = None, target: str | None = None,
     kind: the target kind the objective reads (`jinvert.target_kinds`), or None.
     target: the factory's parameter that fixes the target.
     layer: the factory's parameter naming the activation the objective reads.
+    axis: the factory's parameter giving that activation's channel axis.
+    couples_restarts: the objective gathers over the engine's RESTARTS axis.
 
   >>> @wrap_objective(kind="class", target="c")
   ... def twice_the_logit(c=None):
@@ -142,18 +170,20 @@ def wrap_objective(kind: str | None = None, target: str | None = None,
 
     @functools.wraps(make)
     def factory(*args, **kwargs):
-      given = signature.bind(*args, **kwargs).arguments
+      bound = signature.bind(*args, **kwargs)
+      bound.apply_defaults()
+      given = bound.arguments
       fn = make(*args, **kwargs)
       shown = [_shown(a) for a in args] + [f"{k}={_shown(v)}" for k, v in kwargs.items()
                                            if not _is_default(signature, k, v)]
       name = f"{make.__name__}({', '.join(shown)})"
-      reads = given.get(layer) if layer else None
+      reads = (given[layer] if layer else None, given[axis] if axis else None, couples_restarts)
       if kind is None:
-        return Objective(fn, name, None, reads)
+        return Objective(fn, name, None, *reads)
       fixed = given.get(target)
       if fixed is None:
-        return Objective(lambda ctx: fn(ctx, ctx.target), name, kind, reads)
-      return Objective(lambda ctx: fn(ctx, fixed), name, None, reads)
+        return Objective(lambda ctx: fn(ctx, ctx.target), name, kind, *reads)
+      return Objective(lambda ctx: fn(ctx, fixed), name, None, *reads)
     return factory
   return decorate
 
@@ -228,6 +258,102 @@ def output_error(value=None, index: int = 0):
 def unit(layer: str, index: int | None = None):
   """The activation of one unit of a hidden layer: maximise it, or `-unit(...)` to shut it down."""
   return lambda ctx, i: ctx.activations[layer][i]
+
+
+# Feature maps of convolutional layers ---------------------------------------------------------
+
+def _channels_last(ctx, layer: str, axis: int):
+  """`layer`'s feature map for one input, (H, W, C), or a JinvertError if it is not one."""
+  a = ctx.activations[layer]
+  if a.ndim != 3:
+    raise JinvertError(f"layer {layer!r} has shape {tuple(a.shape)} for one input: this objective "
+                       "needs a feature map (H, W, C) or (C, H, W)")
+  return jnp.moveaxis(a, axis, -1)
+
+
+@wrap_objective("channel", target="c", layer="layer", axis="axis")
+def channel(layer: str, c: int | None = None, axis: int = -1):
+  """The mean over positions of channel `c` of a convolutional layer (Lucid's `channel`)."""
+  return lambda ctx, c: jnp.mean(_channels_last(ctx, layer, axis)[..., c])
+
+
+@wrap_objective("channel", target="c", layer="layer", axis="axis")
+def neuron(layer: str, c: int | None = None, y: int | None = None, x: int | None = None,
+           axis: int = -1):
+  """Channel `c` of a convolutional layer at one position, (y, x), by default its centre."""
+  def fn(ctx, c):
+    a = _channels_last(ctx, layer, axis)
+    return a[a.shape[0] // 2 if y is None else y, a.shape[1] // 2 if x is None else x, c]
+  return fn
+
+
+@wrap_objective(layer="layer", axis="axis")
+def direction(layer: str, vector, axis: int = -1):
+  """The mean over positions of the dot product of a layer's channels with `vector` (Lucid's
+  `direction`): a direction in channel space rather than one channel."""
+  vector = np.asarray(vector)
+
+  def fn(ctx):
+    a = _channels_last(ctx, layer, axis)
+    if a.shape[-1] != len(vector):
+      raise JinvertError(f"direction has {len(vector)} values; layer {layer!r} has "
+                         f"{a.shape[-1]} channels")
+    return jnp.mean(jnp.tensordot(a, jnp.asarray(vector, a.dtype), axes=1))
+  return fn
+
+
+def _gram(ctx, layer: str, axis: int):
+  """The channels' Gram matrix of one input's activation (a dense layer's outer product),
+  normalised to length 1."""
+  a = ctx.activations[layer]
+  flat = (jnp.moveaxis(a, axis, -1) if a.ndim == 3 else a).reshape(-1, a.shape[axis])
+  gram = flat.T @ flat
+  return gram / (jnp.sqrt(jnp.sum(gram ** 2)) + 1e-10)
+
+
+@wrap_objective(layer="layer", axis="axis", couples_restarts=True)
+def diversity(layer: str, axis: int = -1):
+  """Minus the mean cosine similarity of this restart's Gram matrix at `layer` to the other
+  restarts' of its target (Lucid's `diversity`, which sums the similarities of the batch and
+  is subtracted; here the mean, added). The gradient of each restart's value, taken inside the
+  engine's vmap, is that of the sum over restarts: the restarts are optimised jointly. Runs in
+  the engine, which names the restarts axis (RESTARTS)."""
+  def fn(ctx):
+    gram = _gram(ctx, layer, axis)
+    grams = jax.lax.all_gather(gram, RESTARTS)
+    others = jnp.sum(grams * gram[None], axis=(1, 2)).sum() - jnp.sum(gram * gram)
+    return -others / jnp.maximum(grams.shape[0] - 1, 1)
+  return fn
+
+
+@wrap_objective(layer="layer", couples_restarts=True)
+def alignment(layer: str, decay: float = 2.0):
+  """Minus the mean squared difference between `layer`'s activations of this restart and the
+  next four, weighted by decay^-distance (Lucid's `alignment`): neighbouring restarts look alike,
+  for an interpolation (`interpolate`). Runs in the engine (RESTARTS)."""
+  def fn(ctx):
+    a = ctx.activations[layer]
+    every = jax.lax.all_gather(a, RESTARTS)
+    i, r = jax.lax.axis_index(RESTARTS), every.shape[0]
+    total = 0.0
+    for d in range(1, 5):
+      other = every[jnp.minimum(i + d, r - 1)]
+      total = total + jnp.where(i + d < r, jnp.mean((a - other) ** 2), 0.0) / decay ** d
+    return -total
+  return fn
+
+
+def interpolate(a: Objective, b: Objective) -> Objective:
+  """`a` at a target's first restart, `b` at its last, and in between (1 - t) a + t b with
+  t = restart / (restarts - 1) (Lucid's `channel_interpolate`, for any two objectives). Runs in
+  the engine (RESTARTS)."""
+  def fn(ctx):
+    value_a, value_b = a(ctx), b(ctx)
+    r, i = jax.lax.psum(1, RESTARTS), jax.lax.axis_index(RESTARTS)
+    t = (i / jnp.maximum(r - 1, 1)).astype(value_a.dtype)
+    return (1 - t) * value_a + t * value_b
+  kind, layer, axis, _ = _merged(a, b)
+  return Objective(fn, f"interpolate({a.name}, {b.name})", kind, layer, axis, True)
 
 
 # Priors and penalties on the input ------------------------------------------------------------

@@ -108,30 +108,56 @@ def linf_ball(center, radius: float, low: float = 0.0, high: float = 1.0) -> Par
                           f"linf_ball({radius:g})")
 
 
-def fourier(shape=(28, 28), decay: float = 1.0, scale: float = 0.01) -> Parameterization:
-  """Optimise the real 2-D Fourier spectrum of an image of `shape`;
-  x = sigmoid(irfft2(spectrum / f^decay)).
+# ImageNet's colour correlation, as the square root of its SVD (Lucid's `to_valid_rgb`): colour
+# images are optimised in a space where the three channels are uncorrelated. It is a fixed
+# constant of natural images, not estimated from any data set jinvert reads.
+COLOR_CORRELATION_SVD_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05],
+                                       [0.27, -0.09, 0.03]], np.float32)
+
+
+def fourier(shape=(28, 28), decay: float = 1.0, scale: float = 0.01,
+            decorrelate: bool = False, mean: float = 0.0) -> Parameterization:
+  """Optimise the real 2-D Fourier spectrum of each channel of an input of `shape` ((H, W), or
+  colour (H, W, C) or (C, H, W)); x = sigmoid(irfft2(spectrum / f^decay)).
 
   Scaling each coefficient by 1/f^decay makes low frequencies cheap and high ones dear, so plain
-  gradient steps yield smoother images (Lucid's `fft_image`, grey-scale).
+  gradient steps yield smoother images (Lucid's `fft_image`). With `decorrelate`, a 3-channel
+  image's channels are mixed by ImageNet's colour correlation before the sigmoid (Lucid's
+  `to_valid_rgb`): the optimiser moves in a space of uncorrelated colours.
   """
-  h, w = shape[-2:]
+  from jinvert.input_space import layout
+  lay = layout(shape)
+  if lay.kind == "features":
+    raise JinvertError(f"fourier parameterisation needs an image, not {shape[0]} features")
+  if decorrelate and lay.channels != 3:
+    raise JinvertError(f"decorrelated colour needs 3 channels; inputs of {tuple(shape)} have "
+                       f"{lay.channels}")
+  h, w = (shape[a] for a in lay.spatial_axes)
   fy = np.fft.fftfreq(h)[:, None]
   fx = np.fft.rfftfreq(w)[None, :]
   weights = jnp.asarray(1.0 / np.maximum(np.sqrt(fx ** 2 + fy ** 2), 1.0 / max(h, w)) ** decay,
-                        jnp.float32)
+                        jnp.float32)[None]  # the same for every channel
+  mixing = COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
 
   def init(key, input_shape):
-    if tuple(input_shape[-2:]) != (h, w):
-      raise JinvertError(f"fourier parameterisation built for {(h, w)}, input is {input_shape}")
-    return scale * jax.random.normal(key, tuple(input_shape[:-2]) + (2, h, w // 2 + 1))
+    if tuple(input_shape) != tuple(shape):
+      raise JinvertError(f"fourier parameterisation built for {tuple(shape)}, input is "
+                         f"{tuple(input_shape)}")
+    return scale * jax.random.normal(key, (lay.channels, 2, h, w // 2 + 1))
 
   def to_input(latent):
-    scale = weights.astype(latent.dtype)
-    spectrum = jax.lax.complex(latent[..., 0, :, :] * scale, latent[..., 1, :, :] * scale)
-    return jax.nn.sigmoid(jnp.fft.irfft2(spectrum, s=(h, w), norm="ortho") * h)
+    weight = weights.astype(latent.dtype)
+    spectrum = jax.lax.complex(latent[:, 0] * weight, latent[:, 1] * weight)
+    # ortho: Lucid's scaling by sqrt(h w); and its division by 4
+    planes = jnp.fft.irfft2(spectrum, s=(h, w), norm="ortho") / 4  # (C, H, W)
+    if decorrelate:
+      planes = jnp.tensordot(jnp.asarray(mixing, planes.dtype), planes, axes=1)
+    x = jax.nn.sigmoid(planes + mean)
+    return {"gray": x[0], "chw": x, "hwc": jnp.moveaxis(x, 0, -1)}[lay.kind]
 
-  return Parameterization(init, to_input, _identity, f"fourier(decay={decay:g})")
+  shown = f"decay={decay:g}" + (", decorrelated" if decorrelate else "") + (
+      f", mean={mean:g}" if mean else "")
+  return Parameterization(init, to_input, _identity, f"fourier({shown})")
 
 
 def identity_times_m(low: float = 0.0, high: float = 1.0) -> Parameterization:

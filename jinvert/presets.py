@@ -5,7 +5,10 @@ optimiser and transforms, chosen by measurement (the measurements: experiments/R
                clipped to [0, 1]; fools the model, noise to anything else.
   natural      the latent space of a VAE trained on the same data (a learned prior, `priors`),
                robust to jitter and blur.
-  data-free    nothing but the model: dark, smooth, sparse images, robust to jitter and blur.
+  data-free    nothing but the model: dark, smooth, sparse images, robust to jitter and blur;
+               colour images as `feature_visualisation` draws them.
+  feature_visualisation(shape, objective)  Lucid's recipe for any objective (a channel, a
+               neuron, a class): dark decorrelated Fourier images under the standard transforms.
   counterfactual(start)  the smallest change to a real input that makes the target probable.
 
 A preset selectable by name is one entry of `REGISTRY`; the command line offers every entry.
@@ -27,7 +30,7 @@ import optax
 
 from jinvert import objectives, parameterizations, transforms
 from jinvert.errors import JinvertError
-from jinvert.input_space import InputSpace
+from jinvert.input_space import InputSpace, layout
 
 
 class Preset(NamedTuple):
@@ -83,6 +86,33 @@ def data_free(steps: int = 200, learning_rate: float = 0.1, axes=(-2, -1)) -> Pr
                 - 0.3 * objectives.l1(),
                 optax.adam(learning_rate), parameterizations.sigmoid(scale=0.5, mean=-2.0), steps,
                 _robust(axes))
+
+
+def feature_visualisation(shape, objective, steps: int = 256,
+                          learning_rate: float = 0.05) -> Preset:
+  """Lucid's feature visualisation recipe, dark as `data_free` is: Adam on `objective` over each
+  channel's Fourier spectrum scaled by 1/frequency (a 3-channel image's colours decorrelated by
+  ImageNet's fixed matrix: a constant, not read from any data), from dark images
+  (sigmoid(... - 2)), robust to the standard chain of pad, jitter, scale and rotation
+  (`transforms.standard`) padded with black, the background of dark images (grey padding puts
+  grey in view that the image does not have). `shape` is one image's: (H, W), (H, W, C) or
+  (C, H, W)."""
+  lay = layout(shape)
+  return Preset(objective, optax.adam(learning_rate),
+                parameterizations.fourier(shape, decorrelate=lay.channels == 3, mean=-2.0), steps,
+                transforms.standard(lay.spatial_axes, pad_value=0.0))
+
+
+def data_free_color(shape, steps: int = 200, learning_rate: float = 0.05) -> Preset:
+  """Nothing but the model, in colour: the feature visualisation recipe on the target
+  log-probability. `shape` is one image's, (H, W, 3) or (3, H, W)."""
+  return feature_visualisation(shape, objectives.class_log_prob(), steps, learning_rate)
+
+
+def _data_free_for(space: InputSpace, steps: int) -> Preset:
+  if space.layout.channels == 3:
+    return data_free_color(space.shape, steps)
+  return data_free(steps, axes=space.layout.spatial_axes)
 
 
 COUNTERFACTUAL_STEPS = 300
@@ -165,8 +195,9 @@ REGISTRY = {
         500, "a VAE's latent space: the VAE learned from the data (28x28 grayscale models)",
         uses_data=True, check=_needs_784_gray),
     "data-free": PresetSpec(
-        lambda space, prior, steps: data_free(steps, axes=space.layout.spatial_axes), 200,
-        "the model alone: dark, smooth, sparse images robust to jitter and blur",
+        lambda space, prior, steps: _data_free_for(space, steps), 200,
+        "the model alone: dark, smooth, sparse images robust to jitter and blur (colour: "
+        "Lucid's decorrelated Fourier images under its standard transforms)",
         check=_needs_images("data-free")),
 }
 

@@ -11,6 +11,7 @@ command line alike:
   class   an integer class index              class_logit, class_log_prob, cross_entropy
   vector  a full output vector, (T, C)        cross_entropy_to, output_l1, output_l2
   unit    an integer unit index of a layer    unit
+  channel a channel index of a feature map    channel, neuron
   value   a regression output value           output_error
 
 >>> import numpy as np
@@ -39,10 +40,12 @@ class Shapes(NamedTuple):
     outputs: the width of the model's output.
     activations: {layer name: shape of that activation for one input}.
     layer: the layer the objective reads, or None.
+    axis: the channels' axis of that layer's feature map, or None.
   """
   outputs: int
   activations: dict
   layer: str | None
+  axis: int | None = None
 
 
 class TargetKind(NamedTuple):
@@ -79,6 +82,16 @@ def _check_unit(targets, shapes: Shapes):
   return _indices(targets, size, f"unit of layer {shapes.layer!r}", "units")
 
 
+def _check_channel(targets, shapes: Shapes):
+  shape = tuple(shapes.activations[shapes.layer])
+  if len(shape) != 3:
+    raise JinvertError(f"layer {shapes.layer!r} has shape {shape} for one input, not a feature "
+                       "map (H, W, C) or (C, H, W): channel objectives read convolutional layers; "
+                       "for a dense layer use unit objectives")
+  return _indices(targets, shape[shapes.axis], f"channel of layer {shapes.layer!r}",
+                  f"channels of layer {shapes.layer!r}")
+
+
 def _check_vector(targets, shapes: Shapes):
   targets = _finite(targets)
   if targets.ndim != 2 or targets.shape[1] != shapes.outputs:
@@ -103,6 +116,7 @@ KINDS = {kind.name: kind for kind in (
     TargetKind("vector", _check_vector,
                lambda out, target: jax.nn.softmax(out)[jnp.argmax(target)]),
     TargetKind("unit", _check_unit, _no_probability),
+    TargetKind("channel", _check_channel, _no_probability),
     TargetKind("value", _check_value, _no_probability),
 )}
 

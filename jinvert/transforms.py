@@ -1,9 +1,12 @@
-"""Transformation robustness (Lucid's trick): random jitter and blur applied before the model.
+"""Transformation robustness (Lucid's trick): random changes applied to the input before the model.
 
 Each transform is `fn(key, x) -> x` on one input, acting on its two spatial axes (by default
 the last two: (H, W) or channels-first (C, H, W); pass `axes=(-3, -2)` for channels-last
 (H, W, C)). The stored input stays untransformed. Requiring the objective to hold under small
-random changes suppresses pixel-level noise that only this one model reads.
+random changes suppresses pixel-level noise that only this one model reads. `jitter`, `blur`,
+`random_scale` and `random_rotate` keep the image's size; `pad` grows it, and `standard()`, the
+chain Lucid's feature visualisation uses, pads, transforms and crops back to the input's size,
+so that a model of fixed input size can take it.
 
 >>> import jax, jax.numpy as jnp
 >>> image = jnp.zeros((5, 5)).at[2, 2].set(1.0)
@@ -59,4 +62,76 @@ def compose(transforms):
     for i, t in enumerate(transforms):
       x = t(jax.random.fold_in(key, i), x)
     return x
+  return fn
+
+
+def pad(pixels: int = 12, value: float = 0.5, axes=(-2, -1)):
+  """Pads both spatial axes by `pixels` on each side with `value` (grey: the image's edges are
+  then nothing special). The image grows; `crop` or `standard` brings it back. Not random."""
+  def fn(key, x):
+    widths = [(0, 0)] * x.ndim
+    for axis in axes:
+      widths[axis % x.ndim] = (pixels, pixels)
+    return jnp.pad(x, widths, constant_values=value)
+  return fn
+
+
+def crop(height: int, width: int, axes=(-2, -1)):
+  """The central `height` x `width` of the image. Not random."""
+  def fn(key, x):
+    for axis, size in zip(axes, (height, width)):
+      start = (x.shape[axis] - size) // 2
+      x = jax.lax.slice_in_dim(x, start, start + size, axis=axis % x.ndim)
+    return x
+  return fn
+
+
+def _resample(x, matrix, axes):
+  """x sampled, bilinearly, at matrix @ (p - centre) + centre for every position p of its two
+  spatial axes (edge pixels repeat beyond the border); linear in x, so gradients pass."""
+  axes = tuple(a % x.ndim for a in axes)
+  image = jnp.moveaxis(x, axes, (0, 1))
+  h, w = image.shape[:2]
+  centre = jnp.array([(h - 1) / 2, (w - 1) / 2], x.dtype)
+  grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=x.dtype), jnp.arange(w, dtype=x.dtype),
+                                indexing="ij"))
+  source = jnp.tensordot(matrix.astype(x.dtype), grid - centre[:, None, None], axes=1) \
+      + centre[:, None, None]
+  flat = image.reshape(h, w, -1)
+  sample = jax.vmap(lambda plane: jax.scipy.ndimage.map_coordinates(
+      plane, [source[0], source[1]], order=1, mode="nearest"), in_axes=-1, out_axes=-1)
+  return jnp.moveaxis(sample(flat).reshape(image.shape), (0, 1), axes)
+
+
+def random_scale(low: float = 0.9, high: float = 1.1, axes=(-2, -1)):
+  """Scales the image about its centre by a random factor in [low, high], keeping its size."""
+  def fn(key, x):
+    factor = jax.random.uniform(key, (), x.dtype, minval=low, maxval=high)
+    return _resample(x, jnp.eye(2, dtype=x.dtype) / factor, axes)
+  return fn
+
+
+def random_rotate(degrees: float = 10.0, axes=(-2, -1)):
+  """Rotates the image about its centre by a random angle in [-degrees, degrees]."""
+  def fn(key, x):
+    angle = jnp.deg2rad(jax.random.uniform(key, (), x.dtype, minval=-degrees, maxval=degrees))
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    return _resample(x, jnp.stack([jnp.stack([cos, -sin]), jnp.stack([sin, cos])]), axes)
+  return fn
+
+
+def standard(axes=(-2, -1), pad_value: float = 0.5):
+  """Lucid's standard chain for feature visualisation: pad 12 (with `pad_value`, grey by
+  default, the background of images that start grey), jitter 8, scale 0.9-1.1, rotate +-10
+  degrees, jitter 4; then cropped back to the input's size.
+
+  >>> import jax, jax.numpy as jnp
+  >>> standard()(jax.random.key(0), jnp.ones((28, 28))).shape
+  (28, 28)
+  """
+  chain = compose([pad(12, pad_value, axes), jitter(8, axes), random_scale(0.9, 1.1, axes),
+                   random_rotate(10.0, axes), jitter(4, axes)])
+
+  def fn(key, x):
+    return crop(x.shape[axes[0]], x.shape[axes[1]], axes)(None, chain(key, x))
   return fn

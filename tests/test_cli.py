@@ -86,3 +86,16 @@ def test_readme_first_lines_are_the_ci_commands():
   assert "pip install" in install and "jinvert" in install
   assert "pytest" in test
   assert test.strip() in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("dataset", ["colored-mnist", "colored-mnist-random"])
+def test_train_color_cnn_on_either_colored_mnist(isolated_env, capsys, dataset):
+  write_tiny_dataset(isolated_env / "data" / "mnist", n_train=128, n_test=8)
+  out_path = isolated_env / "cc.msgpack"
+  code, out, err = run_cli(capsys, "train", "color-cnn", "--dataset", dataset, "--epochs", "1",
+                           "--data-dir", str(isolated_env / "data"), "--out", str(out_path))
+  assert code == 0, err
+  assert json.loads(out.splitlines()[-1])["dataset"] == dataset
+  params, meta = checkpoint.load_checkpoint(out_path, expect_model="color-cnn")
+  assert meta["dataset"] == dataset
+  assert params["params"]["conv1"]["kernel"].shape == (3, 3, 3, 16)

@@ -123,3 +123,25 @@ def test_real_mnist_shapes():
   ds = data.load_dataset("mnist", folder)
   assert ds.train_images.shape == (60000, 28, 28) and ds.test_images.shape == (10000, 28, 28)
   assert set(np.unique(ds.train_labels)) == set(range(10))
+
+
+@pytest.mark.parametrize("name", ["colored-mnist", "colored-mnist-random"])
+def test_colored_mnist_is_derived_deterministically_from_the_mnist_files(tmp_path, name):
+  from jinvert import metrics
+  files = write_tiny_dataset(tmp_path / "mnist", n_train=40, n_test=20)
+  ds = data.load_dataset(name, tmp_path)
+  assert ds.train_images.shape == (40, 28, 28, 3) and ds.test_images.shape == (20, 28, 28, 3)
+  assert ds.train_images.dtype == np.float32
+  np.testing.assert_array_equal(ds.train_labels, files["train-labels-idx1-ubyte"])
+  gray = files["train-images-idx3-ubyte"] / 255.0
+  # the grey level is each pixel's value (HSV value = max of RGB), at full saturation
+  np.testing.assert_allclose(ds.train_images.max(-1), gray, atol=1e-6)
+  np.testing.assert_allclose(ds.train_images.min(-1), 0.0, atol=1e-6)
+  hues = metrics.mean_hue(ds.train_images)
+  if name == "colored-mnist":
+    np.testing.assert_allclose(metrics.hue_difference(hues, 36.0 * ds.train_labels), 0, atol=1e-3)
+  else:
+    assert np.mean(metrics.hue_difference(hues, 36.0 * ds.train_labels) > 18) > 0.5
+  again = data.load_dataset(name, tmp_path)
+  np.testing.assert_array_equal(again.test_images, ds.test_images)
+  assert not list(tmp_path.rglob("*.npy")) and not list(tmp_path.rglob("*.npz"))  # never stored

@@ -199,3 +199,44 @@ def test_model_functions_may_return_outputs_alone_or_with_activations():
   with_acts = _run(apply_fn, params, ob.class_logit(), jnp.arange(4), restarts=2)
   without = _run(bare, params, ob.class_logit(), jnp.arange(4), restarts=2)
   np.testing.assert_array_equal(with_acts.inputs, without.inputs)
+
+
+def test_objectives_that_compare_restarts_run_them_in_one_call(x64):
+  """Diversity gathers a target's restarts: chunking would change what it compares, so over the
+  memory limit the engine refuses rather than split them; without diversity it splits."""
+  apply_fn, params = tiny_model(jax.random.key(0), dtype=jnp.float64)
+  diverse = ob.class_log_prob() + ob.diversity("h")
+  assert diverse.couples_restarts and diverse.target_kind == "class"
+  kw = dict(key=jax.random.key(4), input_shape=SHAPE, restarts=6, steps=5,
+            optimizer=optax.adam(0.05), parameterization=pz.pixels())
+  run = jax.jit(make_inversion(apply_fn, diverse, optax.adam(0.05), pz.pixels(), 5, SHAPE))
+  need = {r: memory.compiled_bytes(plan_restarts(run, params, jnp.arange(4), r)[0])
+          for r in (2, 6)}
+  assert need[2] < need[6]
+  _, timing = timed_invert(apply_fn, params, ob.class_log_prob(), jnp.arange(4),
+                           device_bytes=need[2], **kw)
+  assert timing["chunks"] > 1
+  with pytest.raises(JinvertError, match="the inversion of 4 targets x 6 restarts"):
+    timed_invert(apply_fn, params, diverse, jnp.arange(4), device_bytes=need[2], **kw)
+  _, timing = timed_invert(apply_fn, params, diverse, jnp.arange(4), **kw)
+  assert timing["chunks"] == 1
+
+
+def test_diversity_pushes_a_targets_restarts_apart_and_never_across_targets(x64):
+  apply_fn, params = tiny_model(jax.random.key(0), dtype=jnp.float64)
+  kw = dict(restarts=4, steps=40, optimizer=optax.adam(0.05), parameterization=pz.sigmoid())
+  plain = _run(apply_fn, params, ob.class_log_prob(), jnp.arange(4), **kw)
+  diverse = _run(apply_fn, params, ob.class_log_prob() + 2.0 * ob.diversity("h"), jnp.arange(4),
+                 **kw)
+  spread = lambda r: float(jnp.mean(jax.vmap(lambda x: jnp.mean(jnp.std(x, axis=0)))(r.inputs)))
+  assert spread(diverse) > 1.2 * spread(plain)
+  # targets are independent: target 0 alone gives what it gives among four
+  alone = _run(apply_fn, params, ob.class_log_prob() + 2.0 * ob.diversity("h"), jnp.arange(1),
+               **kw)
+  np.testing.assert_allclose(alone.inputs[0], diverse.inputs[0], rtol=0, atol=1e-10)
+
+
+def test_an_objective_reading_a_missing_layer_names_the_layers():
+  apply_fn, params = tiny_model(jax.random.key(0))
+  with pytest.raises(JinvertError, match="no layer 'conv9'; valid layer names: h_pre, h"):
+    _run(apply_fn, params, ob.class_logit() + ob.channel("conv9", 0), jnp.arange(2))

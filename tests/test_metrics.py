@@ -5,6 +5,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jinvert import metrics
 
@@ -57,3 +58,29 @@ def test_summarize_reports_every_metric_per_target_and_overall():
   for name in ("target_prob", "diversity", "total_variation", "nearest_train_distance"):
     assert len(summary[name]["per_target"]) == 3
     assert summary[name]["min"] <= summary[name]["mean"]
+
+
+def test_hue_of_pure_tints_and_mean_hue_weights_by_chroma():
+  import colorsys
+  from jinvert import data
+  hues = np.array([0.0, 36.0, 72.0, 150.0, 288.0, 324.0])
+  rgb = data.hue_rgb(hues)
+  for h, colour in zip(hues, rgb):
+    assert colorsys.rgb_to_hsv(*colour)[0] * 360 == pytest.approx(h, abs=1e-3)
+  images = data.colored(np.linspace(0, 1, 6 * 28 * 28).reshape(6, 28, 28), hues)
+  np.testing.assert_allclose(metrics.mean_hue(images), hues, atol=1e-3)
+  # half red, half a dimmer green: the mean leans to red by the chroma weights (1 and 0.5)
+  mixed = np.zeros((2, 2, 3))
+  mixed[0, :] = [1, 0, 0]
+  mixed[1, :] = [0, 0.5, 0]
+  want = np.rad2deg(np.arctan2(0.5 * np.sin(np.deg2rad(120)), 1 + 0.5 * np.cos(np.deg2rad(120))))
+  assert float(metrics.mean_hue(mixed)) == pytest.approx(want)
+  assert np.isnan(metrics.mean_hue(np.full((2, 2, 3), 0.4)))  # grey has no hue
+  # circular: 350 and 10 average to 0, not 180
+  halves = data.colored(np.ones((2, 2, 2)), np.array([350.0, 10.0]))
+  assert float(metrics.hue_difference(metrics.mean_hue(np.concatenate(halves)), 0.0)) < 1e-3
+
+
+def test_hue_difference_is_the_angle_around_the_circle():
+  np.testing.assert_allclose(metrics.hue_difference([350, 10, 90, 0], [10, 350, 270, 180]),
+                             [20, 20, 180, 180])

@@ -67,3 +67,15 @@ def test_every_classifier_exposes_its_layers(name):
   logits, acts = models.apply_with_activations(spec.module())(params, x)
   assert tuple(acts) == spec.layers and logits.shape == (3, spec.n_classes)
   np.testing.assert_allclose(logits, spec.module().apply(params, x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,shape", [("mnist-cnn", (2, 28, 28)), ("color-cnn", (2, 28, 28, 3))])
+def test_convnets_sow_each_block_before_and_after_its_relu(name, shape):
+  spec = models.get_model(name)
+  apply_fn = models.apply_with_activations(spec.module())
+  x = jax.random.uniform(jax.random.key(1), shape)
+  _, acts = apply_fn(spec.init_params(jax.random.key(0)), x)
+  for block in ("block1", "block2"):
+    np.testing.assert_array_equal(acts[block], jax.nn.relu(acts[f"{block}_pre"]))
+    assert float(acts[f"{block}_pre"].min()) < 0  # the ReLU had something to cut
+  assert set(acts) == set(spec.layers)

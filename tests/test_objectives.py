@@ -108,3 +108,171 @@ def test_distances_say_what_they_compute():
   ctx = Context(x, jnp.zeros(2), {}, 0)
   assert float(ob.euclidean_distance_to(reference)(ctx)) == pytest.approx(3.0)
   assert float(ob.mean_squared_distance_to(reference)(ctx)) == pytest.approx(9.0 / 4)
+
+
+# Objectives of convolutional layers ------------------------------------------------------------
+
+def conv_model(key, channels=4, dtype=jnp.float32, channels_first=False):
+  """A random 3x3 convolution of a (6, 6) image with `channels` filters, then tanh: outputs are
+  the channels' means; the feature map "conv" is (6, 6, C), or (C, 6, 6) `channels_first`."""
+  params = {"w": jax.random.normal(key, (3, 3, 1, channels), dtype)}
+
+  def apply_fn(params, x):
+    maps = jnp.tanh(jax.lax.conv_general_dilated(x[..., None], params["w"], (1, 1), "SAME",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    shown = jnp.moveaxis(maps, -1, 1) if channels_first else maps
+    return maps.mean((1, 2)), {"conv": shown, "dense": maps.reshape(len(x), -1)}
+  return apply_fn, params
+
+
+def contexts(apply_fn, params, xs, target):
+  """The Context of each input of a batch, as the engine builds them (one input each)."""
+  out, acts = apply_fn(params, xs)
+  return [Context(x, o, {k: v[i] for k, v in acts.items()}, jnp.asarray(target))
+          for i, (x, o) in enumerate(zip(xs, out))]
+
+
+LAYER_OBJECTIVES = {
+    "channel": (lambda axis: ob.channel("conv", axis=axis), 2),
+    "channel_fixed": (lambda axis: ob.channel("conv", 3, axis=axis), 0),
+    "neuron_centre": (lambda axis: ob.neuron("conv", axis=axis), 1),
+    "neuron_corner": (lambda axis: ob.neuron("conv", y=0, x=5, axis=axis), 2),
+    "direction": (lambda axis: ob.direction("conv", [0.5, -1.0, 2.0, 0.25], axis=axis), 0),
+}
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+@pytest.mark.parametrize("name", sorted(LAYER_OBJECTIVES))
+def test_layer_objective_gradient_matches_finite_differences(name, channels_first, x64):
+  make, target = LAYER_OBJECTIVES[name]
+  objective = make(0 if channels_first else -1)
+  apply_fn, params = conv_model(jax.random.key(0), dtype=jnp.float64,
+                                channels_first=channels_first)
+
+  def f(x):
+    return objective(contexts(apply_fn, params, x[None], target)[0])
+
+  finite_difference_check(f, jax.random.uniform(jax.random.key(1), (6, 6), jnp.float64),
+                          jax.random.key(10))
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_layer_objectives_read_what_they_say(channels_first):
+  apply_fn, params = conv_model(jax.random.key(0), channels_first=channels_first)
+  axis = 0 if channels_first else -1
+  x = jax.random.uniform(jax.random.key(1), (1, 6, 6))
+  ctx = contexts(apply_fn, params, x, 2)[0]
+  maps = jnp.moveaxis(ctx.activations["conv"], axis, -1)  # (6, 6, 4) either way
+  assert float(ob.channel("conv", axis=axis)(ctx)) == pytest.approx(float(maps[..., 2].mean()))
+  assert float(ob.neuron("conv", axis=axis)(ctx)) == pytest.approx(float(maps[3, 3, 2]))
+  assert float(ob.neuron("conv", 1, y=0, x=5, axis=axis)(ctx)) == pytest.approx(
+      float(maps[0, 5, 1]))
+  one_hot = ob.direction("conv", [0.0, 0.0, 1.0, 0.0], axis=axis)(ctx)
+  assert float(one_hot) == pytest.approx(float(maps[..., 2].mean()), rel=1e-6)
+
+
+def test_channel_on_a_vmapped_batch_equals_the_per_image_loop():
+  apply_fn, params = conv_model(jax.random.key(0))
+  xs = jax.random.uniform(jax.random.key(1), (8, 6, 6))
+  targets = jnp.array([0, 1, 2, 3, 3, 2, 1, 0])
+  objective = ob.channel("conv")
+  single = lambda x, t: objective(contexts(apply_fn, params, x[None], t)[0])
+  batched = jax.vmap(single)(xs, targets)
+  loop = jnp.stack([single(x, t) for x, t in zip(xs, targets)])
+  np.testing.assert_allclose(batched, loop, rtol=1e-6)
+  maps = apply_fn(params, xs)[1]["conv"]
+  np.testing.assert_allclose(loop, maps[jnp.arange(8), ..., targets].mean((1, 2)), rtol=1e-6)
+
+
+def test_layer_objectives_refuse_a_dense_layer_and_a_wrong_direction():
+  apply_fn, params = conv_model(jax.random.key(0))
+  ctx = contexts(apply_fn, params, jnp.zeros((1, 6, 6)), 0)[0]
+  with pytest.raises(JinvertError, match=r"layer 'dense' has shape \(144,\) .* needs a feature"):
+    ob.channel("dense")(ctx)
+  with pytest.raises(JinvertError, match="direction has 3 values; layer 'conv' has 4 channels"):
+    ob.direction("conv", [1.0, 0.0, 0.0])(ctx)
+
+
+# Objectives that compare a target's restarts run under a vmap named RESTARTS, as in the engine.
+
+def over_restarts(objective, apply_fn, params):
+  """Each restart's objective value, computed inside a vmap over restarts named RESTARTS."""
+  def value(x):
+    out, acts = apply_fn(params, x[None])
+    return objective(Context(x, out[0], {k: v[0] for k, v in acts.items()}, jnp.asarray(0)))
+  return value
+
+
+COUPLED = {
+    "diversity": lambda: ob.diversity("conv"),
+    "diversity_dense": lambda: ob.diversity("dense"),
+    "alignment": lambda: ob.alignment("conv"),
+    "interpolate": lambda: ob.interpolate(ob.channel("conv", 0), ob.channel("conv", 3)),
+    "channel_and_diversity": lambda: ob.channel("conv", 1) - 0.5 * ob.diversity("conv"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COUPLED))
+def test_coupled_objective_gradients_match_finite_differences(name, x64):
+  """The sum over restarts has the gradient finite differences give; and each restart's gradient
+  taken inside the vmap (as the engine takes it) is that of the sum: restarts move jointly."""
+  objective = COUPLED[name]()
+  assert objective.couples_restarts
+  apply_fn, params = conv_model(jax.random.key(0), dtype=jnp.float64)
+  value = over_restarts(objective, apply_fn, params)
+  total = lambda xs: jnp.sum(jax.vmap(value, axis_name=ob.RESTARTS)(xs))
+  xs = jax.random.uniform(jax.random.key(1), (5, 6, 6), jnp.float64)
+  finite_difference_check(total, xs, jax.random.key(10))
+  per_lane = jax.vmap(jax.grad(value), axis_name=ob.RESTARTS)(xs)
+  np.testing.assert_allclose(per_lane, jax.grad(total)(xs), rtol=1e-10, atol=1e-12)
+
+
+def test_diversity_is_minus_the_mean_cosine_similarity_of_gram_matrices():
+  apply_fn, params = conv_model(jax.random.key(0))
+  xs = jax.random.uniform(jax.random.key(1), (4, 6, 6))
+  values = jax.vmap(over_restarts(ob.diversity("conv"), apply_fn, params),
+                    axis_name=ob.RESTARTS)(xs)
+  maps = apply_fn(params, xs)[1]["conv"].reshape(4, 36, 4)
+  grams = np.einsum("rpi,rpj->rij", maps, maps).reshape(4, -1)
+  unit = grams / np.linalg.norm(grams, axis=1, keepdims=True)
+  cosine = unit @ unit.T
+  want = [-(cosine[i].sum() - cosine[i, i]) / 3 for i in range(4)]
+  np.testing.assert_allclose(values, want, rtol=1e-5)
+  same = jax.vmap(over_restarts(ob.diversity("conv"), apply_fn, params),
+                  axis_name=ob.RESTARTS)(jnp.stack([xs[0]] * 3))
+  np.testing.assert_allclose(same, -1.0, rtol=1e-6)  # identical restarts: no diversity
+
+
+def test_interpolate_moves_from_one_objective_to_the_other_across_restarts():
+  apply_fn, params = conv_model(jax.random.key(0))
+  xs = jax.random.uniform(jax.random.key(1), (5, 6, 6))
+  a, b = ob.channel("conv", 0), ob.channel("conv", 3)
+  values = jax.vmap(over_restarts(ob.interpolate(a, b), apply_fn, params),
+                    axis_name=ob.RESTARTS)(xs)
+  va, vb = (jax.vmap(over_restarts(o, apply_fn, params))(xs) for o in (a, b))
+  t = jnp.arange(5) / 4
+  np.testing.assert_allclose(values, (1 - t) * va + t * vb, rtol=1e-5)
+
+
+@pytest.mark.parametrize("objective,name,kind,layer,axis,couples", [
+    (ob.channel("block1"), "channel('block1')", "channel", "block1", -1, False),
+    (ob.channel("block1", 3, axis=0), "channel('block1', 3, axis=0)", None, "block1", 0, False),
+    (ob.neuron("b", y=2), "neuron('b', y=2)", "channel", "b", -1, False),
+    (ob.diversity("b"), "diversity('b')", None, "b", -1, True),
+    # a targeted term's layer is the one whose targets are checked
+    (ob.channel("a") - ob.diversity("b"), "channel('a') - diversity('b')", "channel", "a", -1,
+     True),
+    (ob.diversity("b") + ob.channel("a", axis=0), "diversity('b') + channel('a', axis=0)",
+     "channel", "a", 0, True),
+    (ob.interpolate(ob.channel("a", 0), ob.channel("a", 1)),
+     "interpolate(channel('a', 0), channel('a', 1))", None, "a", -1, True),
+])
+def test_layer_objectives_carry_kind_layer_axis_and_coupling(objective, name, kind, layer, axis,
+                                                              couples):
+  assert (objective.name, objective.target_kind, objective.layer, objective.axis,
+          objective.couples_restarts) == (name, kind, layer, axis, couples)
+
+
+def test_terms_of_two_targeted_layers_do_not_combine():
+  with pytest.raises(JinvertError, match="layer"):
+    ob.channel("a") + ob.channel("b")

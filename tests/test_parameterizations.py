@@ -93,3 +93,46 @@ def test_decoder_optimises_the_latent_of_any_decode_function():
 def test_bad_parameterisations_are_named(make, message):
   with pytest.raises(JinvertError, match=message):
     make()
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (6, 8, 3), (3, 6, 8), (6, 8, 1)])
+def test_fourier_draws_every_channel_in_the_models_layout(shape):
+  param = pz.fourier(shape)
+  latent = param.init(jax.random.key(0), shape)
+  x = param.to_input(latent)
+  assert x.shape == shape and float(x.min()) >= 0 and float(x.max()) <= 1
+  channels = 1 if len(shape) == 2 else min(shape[0], shape[-1])
+  assert latent.shape == (channels, 2, 6, 5)
+
+
+def test_decorrelated_colour_mixes_the_channels_with_the_fixed_matrix():
+  """A latent in one channel only moves all three colours when decorrelated, in the proportions
+  of the colour-correlation matrix's column; without, only its own."""
+  shape = (6, 8, 3)
+  latent = jnp.zeros((3, 2, 6, 5)).at[0, 0, 0, 0].set(4.0)  # the DC term of channel 0
+  plain = pz.fourier(shape).to_input(latent) - 0.5
+  mixed = pz.fourier(shape, decorrelate=True).to_input(latent) - 0.5
+  assert float(jnp.abs(plain[..., 1:]).max()) == 0.0 and float(plain[..., 0].min()) > 0
+  logit = jnp.log((mixed + 0.5) / (0.5 - mixed))[0, 0]  # undo the sigmoid
+  column = pz.COLOR_CORRELATION_SVD_SQRT[:, 0]
+  np.testing.assert_allclose(logit / logit[0], column / column[0], rtol=1e-4)
+
+
+def test_fourier_mean_starts_dark_and_decorrelation_needs_three_channels():
+  x = pz.fourier((6, 8, 3), decorrelate=True, mean=-2.0)
+  start = x.to_input(x.init(jax.random.key(0), (6, 8, 3)))
+  assert 0.1 < float(start.mean()) < 0.14  # sigmoid(-2) = 0.12
+  with pytest.raises(JinvertError, match=r"decorrelated colour needs 3 channels; inputs of "
+                                         r"\(6, 8, 1\) have 1"):
+    pz.fourier((6, 8, 1), decorrelate=True)
+  with pytest.raises(JinvertError, match="needs an image, not 20 features"):
+    pz.fourier((20,))
+
+
+@pytest.mark.parametrize("shape,decorrelate", [((6, 8, 3), True), ((3, 6, 8), False)])
+def test_colour_fourier_gradient_matches_finite_differences(shape, decorrelate, x64):
+  param = pz.fourier(shape, decorrelate=decorrelate, mean=-1.0)
+  latent = param.init(jax.random.key(2), shape).astype(jnp.float64)
+  weights = jax.random.normal(jax.random.key(3), shape, jnp.float64)
+  finite_difference_check(lambda z: jnp.sum(weights * param.to_input(z)), latent,
+                          jax.random.key(4), rtol=1e-5)

@@ -15,6 +15,7 @@ from conftest import tiny_model
 
 SPACES = {"gray": InputSpace((28, 28)), "chw": InputSpace((1, 28, 28)),
           "hwc": InputSpace((28, 28, 1)), "colour": InputSpace((3, 32, 32)),
+          "colour_hwc": InputSpace((28, 28, 3)),
           "features": InputSpace((7,))}
 
 
@@ -95,3 +96,16 @@ def test_a_new_preset_is_one_registry_entry(monkeypatch):
   args = build_parser().parse_args(["invert", "m.msgpack", "--preset", "adam-pixels",
                                     "--out", "x.npz"])
   assert args.preset == "adam-pixels"
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (28, 28, 3)])
+def test_data_free_draws_colour_images_as_lucid_does(shape):
+  preset = presets.build("data-free", InputSpace(shape))
+  assert preset.parameterization.name == "fourier(decay=1, decorrelated, mean=-2)"
+  x = preset.parameterization.to_input(preset.parameterization.init(jax.random.key(0), shape))
+  assert 0.08 < float(x.mean()) < 0.16  # dark, as the grey data-free images start
+  # the standard chain moves the image (pads with black, jitters, scales, rotates) per key
+  moved = [preset.transform(jax.random.key(i), x) for i in range(2)]
+  assert not np.allclose(moved[0], moved[1]) and moved[0].shape == shape
+  gray = presets.build("data-free", InputSpace((1, 28, 28)))
+  assert gray.parameterization.name == "sigmoid(mean=-2)"

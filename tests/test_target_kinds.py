@@ -43,3 +43,16 @@ def test_final_probabilities_equal_the_softmax_of_each_lane():
   np.testing.assert_allclose(target_kinds.final_probabilities("vector", outputs, vectors),
                              probs[jnp.arange(3), :, jnp.array([1, 1, 3])], rtol=1e-6)
   assert bool(jnp.all(jnp.isnan(target_kinds.final_probabilities("unit", outputs, classes))))
+
+
+@pytest.mark.parametrize("layer,axis,targets,message", [
+    ("conv", -1, [8], r"target 8 is outside the model's 8 channels of layer 'conv' \(valid: 0-7\)"),
+    ("conv", 0, [5], r"target 5 is outside the model's 5 channels of layer 'conv'"),
+    ("h", -1, [0], r"layer 'h' has shape \(6,\) .* not a feature map .* use unit objectives"),
+])
+def test_channel_targets_count_the_feature_maps_channels(layer, axis, targets, message):
+  shapes = target_kinds.Shapes(4, {"h": (6,), "conv": (5, 7, 8)}, layer, axis)
+  with pytest.raises(JinvertError, match=message):
+    target_kinds.check("channel", np.asarray(targets), shapes)
+  assert target_kinds.check("channel", np.array([0, 4]), shapes).tolist() == [0, 4] \
+      if layer == "conv" else True

@@ -61,3 +61,78 @@ def test_compose_gives_each_transform_its_own_key():
   other = transforms.compose([jitter, blur])(jax.random.key(10), IMAGE)
   np.testing.assert_array_equal(composed, again)
   assert not np.allclose(composed, other)
+
+
+@pytest.mark.parametrize("axes,shape", [((-2, -1), (9, 11)), ((-2, -1), (3, 9, 11)),
+                                        ((-3, -2), (9, 11, 3))])
+def test_pad_then_crop_is_the_identity_and_pad_fills_the_border(axes, shape):
+  image = jax.random.uniform(jax.random.key(1), shape)
+  padded = transforms.pad(4, 0.25, axes)(None, image)
+  grown = list(shape)
+  for axis in axes:
+    grown[axis] += 8
+  assert padded.shape == tuple(grown)
+  back = transforms.crop(shape[axes[0]], shape[axes[1]], axes)(None, padded)
+  np.testing.assert_array_equal(back, image)
+  border = jnp.moveaxis(padded, axes, (0, 1))
+  assert float(jnp.abs(border[:4] - 0.25).max()) == 0.0
+  assert float(jnp.abs(border[:, -4:] - 0.25).max()) == 0.0
+
+
+def test_scale_and_rotate_by_nothing_are_the_identity():
+  image = jax.random.uniform(jax.random.key(2), (3, 9, 11))
+  np.testing.assert_allclose(transforms.random_scale(1.0, 1.0)(jax.random.key(0), image), image,
+                             atol=1e-6)
+  np.testing.assert_allclose(transforms.random_rotate(0.0)(jax.random.key(0), image), image,
+                             atol=1e-6)
+
+
+def test_rotate_turns_an_off_centre_dot_about_the_centre():
+  # a dot 4 pixels right of the centre of a 21x21 image, rotated by the angle the key draws,
+  # stays 4 pixels from the centre at that angle (to bilinear sampling's blur)
+  dot = jnp.zeros((21, 21)).at[10, 14].set(1.0)
+  ys, xs = jnp.meshgrid(jnp.arange(21.0), jnp.arange(21.0), indexing="ij")
+  drawn = []
+  for i in range(6):
+    key = jax.random.key(i)
+    out = transforms.random_rotate(40.0)(key, dot)
+    theta = float(jnp.deg2rad(jax.random.uniform(key, (), minval=-40.0, maxval=40.0)))
+    y, x = float(jnp.sum(out * ys) / out.sum()), float(jnp.sum(out * xs) / out.sum())
+    assert abs(abs(np.arctan2(y - 10, x - 10)) - abs(theta)) < 0.05
+    assert abs(np.hypot(y - 10, x - 10) - 4) < 0.2
+    drawn.append(abs(theta))
+  assert max(drawn) > 0.3  # the keys drew real rotations
+
+
+def test_scale_moves_a_dot_away_from_the_centre_by_its_factor():
+  # enlarging: bilinear sampling spreads the dot as a tent centred where it went
+  dot = jnp.zeros((21, 21)).at[10, 14].set(1.0)
+  xs = jnp.arange(21.0)[None, :]
+  for i in range(4):
+    key = jax.random.key(i)
+    out = transforms.random_scale(1.2, 2.0)(key, dot)
+    factor = float(jax.random.uniform(key, (), minval=1.2, maxval=2.0))
+    assert float(jnp.sum(out * xs) / out.sum()) - 10 == pytest.approx(4 * factor, abs=0.05)
+
+
+@pytest.mark.parametrize("axes,shape", [((-2, -1), (28, 28)), ((-2, -1), (3, 28, 28)),
+                                        ((-3, -2), (28, 28, 3))])
+def test_standard_keeps_the_shape_and_varies_with_its_key(axes, shape):
+  image = jax.random.uniform(jax.random.key(1), shape)
+  standard = transforms.standard(axes)
+  a, b = standard(jax.random.key(0), image), standard(jax.random.key(1), image)
+  assert a.shape == shape
+  np.testing.assert_array_equal(a, standard(jax.random.key(0), image))
+  assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("make", [lambda: transforms.pad(3, 0.5), lambda: transforms.crop(5, 7),
+                                  lambda: transforms.random_scale(), lambda: transforms.random_rotate(),
+                                  lambda: transforms.standard(),
+                                  lambda: transforms.standard(pad_value=0.0)])
+def test_new_transforms_pass_gradients(make, x64):
+  transform = make()
+  out_shape = transform(jax.random.key(6), IMAGE).shape
+  weights = jax.random.normal(jax.random.key(5), out_shape, jnp.float64)
+  finite_difference_check(lambda x: jnp.sum(weights * transform(jax.random.key(6), x)),
+                          IMAGE.astype(jnp.float64), jax.random.key(7))

@@ -37,13 +37,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-  from jinvert.cli import bench, distill, generate, invert, reconstruct, train
+  from jinvert.cli import bench, distill, generate, invert, layers, reconstruct, train
 
   parser = _Parser(prog="jinvert", description="Invert trained neural networks with JAX.")
   parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                    parser_class=_Parser)
-  for command in (train, invert, reconstruct, generate, distill, bench):
+  for command in (train, invert, layers, reconstruct, generate, distill, bench):
     command.add(commands)
   for sub in commands.choices.values():
     sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)

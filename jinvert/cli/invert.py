@@ -24,14 +24,22 @@ def _preset_help() -> str:
 
 def _add_search(p):
   from jinvert import presets, priors
-  p.add_argument("--objective", choices=("class", "unit", "output"), default="class",
+  p.add_argument("--objective", choices=("class", "unit", "channel", "neuron", "output"),
+                 default="class",
                  help="class: the target class (default); unit: one unit of --layer per target; "
-                      "output: cross-entropy to a whole target vector (--target-file, else one-hot)")
-  p.add_argument("--layer", help="activation for --objective unit (default: the model's first: "
-                                 "hidden1_pre for jinvert MLPs, before the nonlinearity, so never "
-                                 "stuck at a dead ReLU; any intermediate tensor of an ONNX "
-                                 "graph by name; to shut units down use the library's -unit())")
-  p.add_argument("--targets", help="e.g. 0-9 (default), 8, 1,4,7; for units default all of them")
+                      "channel: one channel of a convolutional --layer per target, its mean over "
+                      "positions; neuron: that channel at the centre; output: cross-entropy to a "
+                      "whole target vector (--target-file, else one-hot)")
+  p.add_argument("--layer", help="activation for --objective unit, channel or neuron, and for "
+                                 "--diversity (see jinvert layers MODEL; default: the model's "
+                                 "first: hidden1_pre for jinvert MLPs, before the nonlinearity, "
+                                 "so never stuck at a dead ReLU; for channels its first feature "
+                                 "map; to shut units down use the library's -unit())")
+  p.add_argument("--targets", help="e.g. 0-9 (default), 8, 1,4,7; for units and channels "
+                                   "default all of them")
+  p.add_argument("--diversity", type=arguments.finite, metavar="W",
+                 help="add W x diversity at --layer (or the objective's layer, else the model's "
+                      "last): the restarts of a target pushed apart (Lucid's diversity)")
   p.add_argument("--target-file", help=".npy of target vectors (T, C) for --objective output")
   p.add_argument("--restarts", type=arguments.count,
                  help="independent starts per target (default 8; 1 with --start)")
@@ -98,6 +106,7 @@ class _Job(NamedTuple):
   clf: Any                 # the Classifier, in the input space the flags give
   model_fn: Callable       # the model on u in [0, 1] (a feature map's units flattened)
   objective: Any           # the objective the flags ask for, or None for the preset's
+  diversity: Any           # --diversity's term, added to the objective, or None
   targets: Any             # checked against the model (`engine.validate`)
   preset: str              # a name in presets.REGISTRY, or "counterfactual"
   start: Any               # the --start input in display space, or None
@@ -133,6 +142,8 @@ def _objective_and_targets(args, clf, model_fn):
     units = int(np.prod(acts[layer].shape[1:]))
     text = _given(args.targets, f"0-{units - 1}")
     return objectives.unit(layer), arguments.parse_targets(text, units, f"units of {layer!r}")
+  if args.objective in ("channel", "neuron"):
+    return _channel_objective(args, clf)
   if args.target_file is not None:
     targets = files.read_npy(args.target_file, "--target-file")
     if targets.size == 0:
@@ -140,6 +151,42 @@ def _objective_and_targets(args, clf, model_fn):
     return -objectives.cross_entropy_to(), targets[None] if targets.ndim == 1 else targets
   classes = arguments.parse_targets(_given(args.targets, "0-9"), clf.n_classes)
   return -objectives.cross_entropy_to(), np.eye(clf.n_classes, dtype=np.float32)[classes]
+
+
+def _channel_objective(args, clf):
+  """(channel or neuron objective of a feature map, channel targets), checked against the
+  model's layers."""
+  from jinvert import objectives
+  layers = {layer["name"]: layer for layer in clf.layer_shapes()}
+  maps = [name for name, layer in layers.items() if layer["kind"] == "feature map"]
+  layer = _given(args.layer, maps[0] if maps else "")
+  if layer not in layers:
+    raise JinvertError(f"the model has no layer {layer!r}; valid layer names: "
+                       f"{', '.join(layers) or 'none'}")
+  if layers[layer]["kind"] != "feature map":
+    raise JinvertError(f"--objective {args.objective}: layer {layer!r} is dense, shaped "
+                       f"{tuple(layers[layer]['shape'])}; channel objectives read feature maps: "
+                       f"{', '.join(maps) or 'this model has none'} (for units, --objective unit)")
+  channels = layers[layer]["channels"]
+  make = objectives.channel if args.objective == "channel" else objectives.neuron
+  targets = arguments.parse_targets(_given(args.targets, f"0-{channels - 1}"), channels,
+                                    f"channels of {layer!r}")
+  return make(layer, axis=clf.channel_axis), targets
+
+
+def _diversity(args, clf, objective):
+  """--diversity's term, W x diversity at the objective's layer (else --layer, else the
+  model's last), or None."""
+  from jinvert import objectives
+  if not args.diversity:
+    return None
+  names = [layer["name"] for layer in clf.layer_shapes()]
+  layer = (objective.layer if objective is not None else None) or args.layer or \
+      (names[-1] if names else None)
+  if layer not in names:
+    raise JinvertError(f"--diversity: the model has no layer {layer!r}; valid layer names: "
+                       f"{', '.join(names) or 'none'}")
+  return args.diversity * objectives.diversity(layer, axis=clf.channel_axis)
 
 
 def _flat_units(model_fn, layer):
@@ -186,7 +233,7 @@ def _checked(args) -> _Job:
   dataset = args.dataset or clf.dataset
   model_fn = clf.unit_fn()
   objective, targets = _objective_and_targets(args, clf, model_fn)
-  if objective is not None and objective.layer is not None:
+  if args.objective == "unit":
     model_fn = _flat_units(model_fn, objective.layer)
   preset, start = _preset_and_start(args, clf, dataset)
   restarts = _given(args.restarts, 8 if start is None else 1)
@@ -200,8 +247,8 @@ def _checked(args) -> _Job:
                                      clf.n_classes), memory.host_available_bytes(),
                  f"the results of {len(targets)} targets x {restarts:,} restarts x "
                  f"{steps:,} steps", "use fewer --restarts, --steps or --targets")
-  return _Job(clf, model_fn, objective, targets, preset, start, counterfactual, restarts, steps,
-              dataset, _prior(args, preset, dataset))
+  return _Job(clf, model_fn, objective, _diversity(args, clf, objective), targets, preset, start,
+              counterfactual, restarts, steps, dataset, _prior(args, preset, dataset))
 
 
 def _outputs(args):
@@ -239,6 +286,8 @@ def run(args):
   # everything is checked: the work starts
   preset = _preset(job, args)
   objective = job.objective or preset.objective
+  if job.diversity is not None:
+    objective = objective + job.diversity
   shown = f"inverting {len(job.targets)} x {job.restarts}"
   with progress.bar(shown, job.steps, "steps") as advance:
     result, timing = engine.timed_invert(
