@@ -23,20 +23,32 @@ moves), `transforms` (robustness), `presets` (named recipes), `invert` (the engi
 `jinvert.cli`.
 """
 
-from jinvert import (checkpoint, data, distill, metrics, models, objectives, parameterizations,
-                     plots, presets, priors, train, transforms)
-from jinvert.classifiers import Classifier, load_model
-from jinvert.engine import InversionResult, invert, make_inversion, timed_invert
-from jinvert.errors import JinvertError
-from jinvert.input_space import InputSpace
-from jinvert.objectives import Objective
-from jinvert.parameterizations import Parameterization
-from jinvert.presets import Preset
-from jinvert.version import __version__
+import importlib
 
-__all__ = [
-    "Classifier", "InputSpace", "InversionResult", "JinvertError", "Objective",
-    "Parameterization", "Preset", "__version__", "checkpoint", "data", "distill", "invert",
-    "load_model", "make_inversion", "metrics", "models", "objectives", "parameterizations",
-    "plots", "presets", "priors", "timed_invert", "train", "transforms",
-]
+from jinvert.version import __version__  # noqa: F401 (in __all__)
+
+# Imported when first used (PEP 562): `import jinvert` starts no JAX, so the command line can set
+# up its devices and its Ctrl-C handling before the heavy imports, and `import jinvert.errors`
+# stays cheap.
+_MODULES = ("checkpoint", "data", "distill", "metrics", "models", "objectives",
+            "parameterizations", "plots", "presets", "priors", "train", "transforms")
+_NAMES = {"Classifier": "classifiers", "load_model": "classifiers", "InversionResult": "engine",
+          "invert": "engine", "make_inversion": "engine", "timed_invert": "engine",
+          "JinvertError": "errors", "InputSpace": "input_space", "Objective": "objectives",
+          "Parameterization": "parameterizations", "Preset": "presets"}
+
+__all__ = sorted(("__version__", *_MODULES, *_NAMES))
+
+
+def __getattr__(name):
+  if name in _MODULES:
+    return importlib.import_module(f"jinvert.{name}")
+  if name in _NAMES:
+    value = getattr(importlib.import_module(f"jinvert.{_NAMES[name]}"), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module 'jinvert' has no attribute {name!r}")
+
+
+def __dir__():
+  return __all__

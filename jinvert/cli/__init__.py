@@ -20,6 +20,7 @@ import argparse
 import errno
 import json
 import os
+import signal
 import sys
 import warnings
 
@@ -81,12 +82,22 @@ def failure(e: BaseException, debug: bool) -> tuple:
                       "please report it")
 
 
+def _interrupted(signum, frame):
+  """Ctrl-C: one line, and exit 130 at once, wherever the main thread is. A KeyboardInterrupt
+  can land where Python ignores it (in jax's garbage-collection callback: the run went on, and
+  a test waited 60 s) or escape `main` with a traceback (during the imports); and Python's
+  shutdown, after an interrupt, can touch the XLA client while work the interrupt left running
+  on XLA's threads still uses it (a segfault in 2 of 12 interrupted `distill` runs)."""
+  command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+  os.write(2, f"jinvert{' ' + command if command else ''}: error: interrupted; no output was "
+              "written\n".encode())
+  os._exit(130)
+
+
 def entry():
-  """The `jinvert` program: `main`, then exit. After Ctrl-C the process ends at once, without
-  Python's shutdown: work the interrupt left running on XLA's threads (a compilation, a
-  dispatched call) would otherwise touch the client that shutdown destroys, which crashed 2 of
-  12 interrupted `distill` runs (a segfault in an XLA compile worker). Outputs are never
-  half-written: they are committed with SIGINT held."""
+  """The `jinvert` program: `main`, then exit. Ctrl-C ends it at once (`_interrupted`); outputs
+  are never half-written: they are committed with SIGINT held (`jinvert.files`)."""
+  signal.signal(signal.SIGINT, _interrupted)
   code = main()
   if code == 130:
     sys.stdout.flush()
