@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jinvert.input_space import InputSpace
+from jinvert.objectives import BatchNormLayer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Classifier:
     metadata: the checkpoint's metadata ({} for ONNX).
     channel_axis: where a feature map keeps its channels, for one input: -1 for flax models
       (H, W, C), 0 for ONNX's (C, H, W).
+    batchnorm: its BatchNorm layers (`objectives.BatchNormLayer`: the activation each
+      normalises, and its running statistics), for the BatchNorm prior; () when it has none.
   """
   name: str
   apply_fn: Callable
@@ -50,6 +53,7 @@ class Classifier:
   dataset: str | None
   metadata: dict
   channel_axis: int = -1
+  batchnorm: tuple = ()
 
   @property
   def input_shape(self) -> tuple:
@@ -98,11 +102,17 @@ def load_model(path, what: str = "MODEL", hints: dict | None = None) -> Classifi
   if is_onnx(path):
     from jinvert.onnx_import import load_onnx
     model = load_onnx(path)
+    batchnorm = tuple(BatchNormLayer(x, model.params[mean], model.params[var], 0)
+                      for x, mean, var in model.batchnorm)
     return Classifier(Path(path).stem, model.apply_fn, model.params, InputSpace(model.input_shape),
-                      model.n_outputs, model.layers, None, {}, channel_axis=0)
+                      model.n_outputs, model.layers, None, {}, channel_axis=0,
+                      batchnorm=batchnorm)
   from jinvert import checkpoint, models
   params, meta = checkpoint.load_checkpoint(path)
   spec = models.require_task(meta["model"], "classifier", f"{what} {path}", hints)
+  batchnorm = tuple(BatchNormLayer(activation, params["batch_stats"][bn]["mean"],
+                                   params["batch_stats"][bn]["var"])
+                    for activation, bn in spec.batchnorm.items())
   return Classifier(spec.name, models.apply_with_activations(spec.module(meta.get("init"))),
                     params, InputSpace(spec.input_shape), spec.n_classes, spec.layers,
-                    meta.get("dataset"), meta)
+                    meta.get("dataset"), meta, batchnorm=batchnorm)

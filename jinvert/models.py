@@ -77,8 +77,8 @@ class CNN(nn.Module):
 class ConvNet(nn.Module):
   """Two blocks of conv 3x3 (16, then 32), optional BatchNorm, ReLU and max-pool 2; dense
   `hidden`, ReLU; out. Sows block1_pre and block2_pre (each convolution before its ReLU: an
-  objective there is never stuck at a dead ReLU), block1 and block2 (after it) and hidden1.
-  Grey inputs (..., 28, 28) gain a channel axis; colour ones are (..., 28, 28, 3).
+  objective there is never stuck at a dead ReLU), block1 and block2 (after it) and hidden1; with
+  BatchNorm also block1_conv and block2_conv, its inputs (`ModelSpec.batchnorm`). Grey inputs (..., 28, 28) gain a channel axis; colour ones are (..., 28, 28, 3).
 
   mnist-cnn has BatchNorm: `apply(variables, x)` uses its running statistics (inference);
   `train=True` uses the batch's and updates them (with `mutable=["batch_stats"]`, as
@@ -92,14 +92,40 @@ class ConvNet(nn.Module):
   def __call__(self, x, train: bool = False):
     h = x if x.shape[-1] == 3 else x.reshape(x.shape[:-2] + (28, 28, 1))
     for i, width in enumerate((16, 32), start=1):
-      h = nn.Conv(width, (3, 3), name=f"conv{i}")(h)
-      if self.batch_norm:
-        h = nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(h)
+      conv = nn.Conv(width, (3, 3), name=f"conv{i}")(h)
+      h = nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(conv) \
+          if self.batch_norm else conv
       self.sow("intermediates", f"block{i}_pre", h)
+      if self.batch_norm:
+        self.sow("intermediates", f"block{i}_conv", conv)  # what BatchNorm normalises
       h = nn.relu(h)
       self.sow("intermediates", f"block{i}", h)
       h = nn.max_pool(h, (2, 2), strides=(2, 2))
     h = nn.relu(nn.Dense(self.hidden, name="dense1")(h.reshape(h.shape[:-3] + (-1,))))
+    self.sow("intermediates", "hidden1", h)
+    return nn.Dense(self.outputs, name="out")(h)
+
+
+class LeNet5(nn.Module):
+  """LeNet-5 as DAFL's lenet.py: conv 6 5x5, ReLU, max-pool 2; conv 16 5x5, ReLU, max-pool 2;
+  conv 120 5x5, ReLU; dense 84, ReLU; out. It sees 32x32: MNIST's 28x28 padded by 2 with zeros,
+  here, so it takes MNIST's images as they are. `width` scales every layer (0.5: LeNet-5-half,
+  3-8-60-42). Sows block1_pre to block3_pre (before each ReLU), block1 to block3, and hidden1."""
+  width: float = 1.0
+  outputs: int = 10
+
+  @nn.compact
+  def __call__(self, x):
+    h = x.reshape(x.shape[:-2] + (28, 28, 1))
+    h = jnp.pad(h, [(0, 0)] * (h.ndim - 3) + [(2, 2), (2, 2), (0, 0)])
+    for i, channels in enumerate((6, 16, 120), start=1):
+      h = nn.Conv(int(channels * self.width), (5, 5), padding="VALID", name=f"conv{i}")(h)
+      self.sow("intermediates", f"block{i}_pre", h)
+      h = nn.relu(h)
+      self.sow("intermediates", f"block{i}", h)
+      if i < 3:
+        h = nn.max_pool(h, (2, 2), strides=(2, 2))
+    h = nn.relu(nn.Dense(int(84 * self.width), name="dense1")(h.reshape(h.shape[:-3] + (-1,))))
     self.sow("intermediates", "hidden1", h)
     return nn.Dense(self.outputs, name="out")(h)
 
@@ -185,6 +211,8 @@ class ModelSpec:
     task: `classifier`, `regression`, `autoencoder` or `generator`.
     n_classes: the classes a classifier (or a conditional generator) tells apart.
     report: `report(params) -> dict` of what `jinvert train` adds to its JSON line, if anything.
+    batchnorm: {activation: BatchNorm module}: each BatchNorm layer's input, as sown, and the
+      module whose running statistics (`batch_stats`) describe it.
   """
   name: str
   make: Callable[[str], nn.Module]
@@ -197,6 +225,7 @@ class ModelSpec:
   task: str = "classifier"
   n_classes: int = 10
   report: Callable | None = None
+  batchnorm: dict = dataclasses.field(default_factory=dict)
 
   def module(self, init: str | None = None) -> nn.Module:
     init = self.inits[0] if init is None else init
@@ -230,6 +259,9 @@ def _weight_and_bias(params):
 
 _MLP_LAYERS = ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")
 
+_LENET_LAYERS = ("block1_pre", "block1", "block2_pre", "block2", "block3_pre", "block3",
+                 "hidden1")
+
 REGISTRY = {
     spec.name: spec for spec in (
         ModelSpec("mnist-mlp", _mnist_mlp, (28, 28), "mnist",
@@ -255,11 +287,20 @@ REGISTRY = {
         ModelSpec("mnist-cnn", lambda init: ConvNet(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=128, epochs=3),
                   "conv 16-32 3x3 with BatchNorm and max-pool, dense 128", ("lecun",),
-                  ("block1_pre", "block1", "block2_pre", "block2", "hidden1")),
-        ModelSpec("color-cnn", lambda init: ConvNet(hidden=64, batch_norm=False), (28, 28, 3), "colored-mnist",
-                  Recipe("adam", 1e-3, batch_size=128, epochs=2),
+                  ("block1_pre", "block1_conv", "block1", "block2_pre", "block2_conv", "block2",
+                   "hidden1"), batchnorm={"block1_conv": "bn1", "block2_conv": "bn2"}),
+        ModelSpec("color-cnn", lambda init: ConvNet(hidden=64, batch_norm=False), (28, 28, 3),
+                  "colored-mnist", Recipe("adam", 1e-3, batch_size=128, epochs=2),
                   "conv 16-32 3x3 with max-pool, dense 64, on colour images", ("lecun",),
                   ("block1_pre", "block1", "block2_pre", "block2", "hidden1")),
+        ModelSpec("lenet5", lambda init: LeNet5(), (28, 28), "mnist",
+                  Recipe("adam", 1e-3, batch_size=256, epochs=10),
+                  "LeNet-5 (DAFL's): conv 6-16-120 5x5, dense 84, on MNIST padded to 32x32",
+                  ("lecun",), _LENET_LAYERS),
+        ModelSpec("lenet5-half", lambda init: LeNet5(width=0.5), (28, 28), "mnist",
+                  Recipe("adam", 1e-3, batch_size=256, epochs=10),
+                  "LeNet-5-half, the data-free students' model: conv 3-8-60 5x5, dense 42",
+                  ("lecun",), _LENET_LAYERS),
         ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
                   "the natural preset's prior: a VAE, latent 16", ("lecun",),

@@ -356,6 +356,44 @@ def interpolate(a: Objective, b: Objective) -> Objective:
   return Objective(fn, f"interpolate({a.name}, {b.name})", kind, layer, axis, True)
 
 
+class BatchNormLayer(NamedTuple):
+  """A BatchNorm layer as its prior reads it: the activation it normalises (by name), the
+  running mean and variance of that activation's channels, learned from the training data, and
+  the channels' axis in one input's activation (-1 flax, 0 ONNX)."""
+  activation: str
+  mean: Any
+  var: Any
+  axis: int = -1
+
+
+def batchnorm_statistics(layers, first_multiplier: float = 1.0) -> Objective:
+  """Minus DeepInversion's feature prior (Yin et al. 2020): the sum over BatchNorm layers of
+  ||mu - running mean||_2 + ||sigma^2 - running variance||_2, mu and sigma^2 taken over the
+  positions and over every lane of the call (the targets x restarts are the batch, as
+  DeepInversion's batch is: a mean over the engine's named axes, `lax.pmean`); the first layer
+  weighted `first_multiplier` times. `layers`: BatchNormLayers (`Classifier.batchnorm`). Runs in
+  the engine (RESTARTS, TARGETS)."""
+  layers = tuple(BatchNormLayer(l.activation, np.asarray(l.mean), np.asarray(l.var), l.axis)
+                 for l in layers)
+  if not layers:
+    raise JinvertError("batchnorm_statistics: the model has no BatchNorm layers (an exporter "
+                       "that folds them into the convolutions leaves none)")
+
+  def fn(ctx):
+    total = 0.0
+    for i, layer in enumerate(layers):
+      a = ctx.activations[layer.activation]
+      a = jnp.moveaxis(a, layer.axis, -1).reshape(-1, a.shape[layer.axis])  # (positions, C)
+      first, second = jax.lax.pmean((jnp.mean(a, 0), jnp.mean(a * a, 0)), (RESTARTS, TARGETS))
+      mean, var = jnp.asarray(layer.mean, a.dtype), jnp.asarray(layer.var, a.dtype)
+      distance = (jnp.linalg.norm(first - mean) + jnp.linalg.norm(second - first * first - var))
+      total = total + (first_multiplier if i == 0 else 1.0) * distance
+    return -total
+  shown = f"{len(layers)} layers" + (f", first x{first_multiplier:g}" if first_multiplier != 1
+                                     else "")
+  return Objective(fn, f"batchnorm_statistics({shown})", couples_restarts=True)
+
+
 # Priors and penalties on the input ------------------------------------------------------------
 
 @wrap_objective()

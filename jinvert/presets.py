@@ -178,12 +178,14 @@ class PresetSpec(NamedTuple):
     summary: one line for `--help`.
     uses_data: it needs the natural prior, learned from the model's data.
     check: `check(space)` raises a JinvertError for inputs the preset cannot draw.
+    batchnorm_prior: it adds the BatchNorm prior when the model has BatchNorm layers.
   """
   build: Callable
   steps: int
   summary: str
   uses_data: bool = False
   check: Callable = lambda space: None
+  batchnorm_prior: bool = False
 
 
 REGISTRY = {
@@ -198,7 +200,7 @@ REGISTRY = {
         lambda space, prior, steps: _data_free_for(space, steps), 200,
         "the model alone: dark, smooth, sparse images robust to jitter and blur (colour: "
         "Lucid's decorrelated Fourier images under its standard transforms)",
-        check=_needs_images("data-free")),
+        check=_needs_images("data-free"), batchnorm_prior=True),
 }
 
 
@@ -210,14 +212,32 @@ def get(name: str) -> PresetSpec:
     raise JinvertError(f"unknown preset {name!r}; choose one of: {', '.join(REGISTRY)}") from None
 
 
-def build(name: str, space: InputSpace, prior=None, steps: int | None = None) -> Preset:
+def build(name: str, space: InputSpace, prior=None, steps: int | None = None,
+          batchnorm=()) -> Preset:
   """The preset `name` for a model's input space (and the natural prior, when it uses data),
-  with its own number of steps unless `steps` is given."""
+  with its own number of steps unless `steps` is given; `batchnorm`, the model's BatchNorm
+  layers (`Classifier.batchnorm`), adds the BatchNorm prior to the presets that use it."""
   spec = get(name)
   spec.check(space)
   if spec.uses_data and prior is None:
     raise JinvertError(f"the {name} preset needs its prior (jinvert.priors.load)")
-  return spec.build(space, prior, steps or spec.steps)
+  preset = spec.build(space, prior, steps or spec.steps)
+  if spec.batchnorm_prior and batchnorm:
+    return with_batchnorm_prior(preset, batchnorm)
+  return preset
+
+
+# DeepInversion's feature prior: NVlabs weight it 0.01-0.05 on ImageNet and 10 on CIFAR, the
+# first BatchNorm layer 10x; measured here in experiments/RESULTS.md.
+BATCHNORM_WEIGHT, BATCHNORM_FIRST_MULTIPLIER = 1.0, 10.0
+
+
+def with_batchnorm_prior(preset: Preset, batchnorm, weight: float = BATCHNORM_WEIGHT,
+                         first_multiplier: float = BATCHNORM_FIRST_MULTIPLIER) -> Preset:
+  """`preset` with its images' statistics at every BatchNorm layer pulled to the running ones
+  (`objectives.batchnorm_statistics`): what the model learned of its data, free."""
+  prior = objectives.batchnorm_statistics(batchnorm, first_multiplier)
+  return preset._replace(objective=preset.objective + weight * prior)
 
 
 def default_name(space: InputSpace, dataset: str | None) -> str:

@@ -101,3 +101,37 @@ def test_a_classifier_in_another_space_is_searched_in_it():
   u = jnp.full((1, 28, 28), 0.5)
   np.testing.assert_allclose(wide.unit_fn()(wide.params, u)[0],
                              clf.apply_fn(clf.params, u * 255.0)[0], rtol=1e-6)
+
+
+def test_batchnorm_layers_come_from_the_checkpoint_and_the_onnx_graph(tmp_path):
+  spec = models.get_model("mnist-cnn")
+  params = spec.init_params(jax.random.key(0))
+  checkpoint.save_checkpoint(tmp_path / "c.msgpack", params, {"model": "mnist-cnn"})
+  clf = classifiers.load_model(tmp_path / "c.msgpack")
+  assert [(b.activation, b.axis) for b in clf.batchnorm] == [("block1_conv", -1),
+                                                              ("block2_conv", -1)]
+  np.testing.assert_array_equal(clf.batchnorm[1].var, params["batch_stats"]["bn2"]["var"])
+  _, acts = clf.apply_fn(clf.params, jnp.zeros((1, 28, 28)))
+  assert acts["block1_conv"].shape == (1, 28, 28, 16)
+  mlp = models.get_model("mnist-mlp")
+  checkpoint.save_checkpoint(tmp_path / "m.msgpack", mlp.init_params(jax.random.key(0)),
+                             {"model": "mnist-mlp"})
+  assert classifiers.load_model(tmp_path / "m.msgpack").batchnorm == ()
+
+  rng = np.random.default_rng(0)
+  inits = {"w": rng.normal(size=(4, 1, 3, 3)), "s": np.ones(4), "b": np.zeros(4),
+           "m": rng.normal(size=4), "v": rng.uniform(1, 2, 4), "w2": rng.normal(size=(4, 3))}
+  nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+           helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
+           helper.make_node("GlobalAveragePool", ["n"], ["g"]),
+           helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("Gemm", ["f", "w2"], ["y"])]
+  graph = helper.make_graph(
+      nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+      [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+  (tmp_path / "bn.onnx").write_bytes(
+      helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+  onnx_clf = classifiers.load_model(tmp_path / "bn.onnx")
+  (layer,) = onnx_clf.batchnorm
+  assert (layer.activation, layer.axis) == ("c", 0)
+  np.testing.assert_allclose(layer.mean, inits["m"].astype(np.float32))

@@ -75,7 +75,8 @@ def test_diversity_runs_the_restarts_together(work, capsys):
     ("cnn.msgpack", ["--objective", "channel", "--layer", "conv9"],
      ["no layer 'conv9'", "block1", "block2"]),
     ("cnn.msgpack", ["--objective", "channel", "--layer", "hidden1"],
-     ["layer 'hidden1' is dense", "block1_pre, block1, block2_pre, block2"]),
+     ["layer 'hidden1' is dense",
+      "block1_pre, block1_conv, block1, block2_pre, block2_conv, block2"]),
     ("cnn.msgpack", ["--objective", "neuron", "--layer", "block1", "--targets", "16"],
      ["target 16 is outside", "16 channels of 'block1'"]),
     ("c.onnx", ["--objective", "channel", "--layer", "nope"], ["no layer 'nope'", "valid layer names: xc, c, r, p, g, f, z"]),
@@ -122,3 +123,14 @@ def test_channels_default_to_the_models_first_feature_map(work, capsys):
   assert code == 0, err
   summary = json.loads(out.splitlines()[-1])
   assert summary["objective"] == "channel('block1_pre')" and summary["targets"] == list(range(16))
+
+
+def test_data_free_uses_the_batchnorm_prior_of_a_batchnorm_model(work, capsys):
+  code, out, err = run(capsys, "invert", "cnn.msgpack", "--preset", "data-free", "--targets",
+                       "0-1", "--restarts", "2", "--steps", "3", "--out", "bn.npz")
+  assert code == 0, err
+  assert "batchnorm_statistics(2 layers" in json.loads(out.splitlines()[-1])["objective"]
+  code, out, err = run(capsys, "invert", "c.onnx", "--preset", "data-free", "--targets", "0-1",
+                       "--restarts", "2", "--steps", "3", "--out", "nobn.npz")
+  assert code == 0, err
+  assert "batchnorm" not in json.loads(out.splitlines()[-1])["objective"]

@@ -151,8 +151,8 @@ def test_kd_loss_is_the_tempered_kl():
      "--images must be a multiple of the teacher's 10 classes, got 25"),
     (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "0"],
      "argument --images: must be a whole number from 1"),
-    (["distill", "teacher.msgpack", "--student", "lenet5", "--images", "20"],
-     "unknown model 'lenet5'"),
+    (["distill", "teacher.msgpack", "--student", "lenet7", "--images", "20"],
+     "unknown model 'lenet7'"),
     (["distill", "teacher.msgpack", "--student", "linear", "--images", "20"],
      "--student linear takes inputs of shape (1,), the teacher (28, 28)"),
     (["distill", "teacher.msgpack", "--student", "vae", "--images", "20"],
@@ -164,3 +164,50 @@ def test_kd_loss_is_the_tempered_kl():
 ])
 def test_bad_input(work, capsys, argv, fragment):
   assert_refused(capsys, work, argv + ["--out", "s.msgpack"], fragment)
+
+
+def _onnx_teacher(path, out_shape=("N", 10), reshape_to=None):
+  """A torch-style ONNX classifier on (N, 1, 28, 28): flatten, one Gemm to 10 scores (then a
+  Reshape to `reshape_to`, for an output that is not a score vector)."""
+  pytest.importorskip("onnx")
+  from onnx import TensorProto, helper, numpy_helper
+  rng = np.random.default_rng(0)
+  nodes = [helper.make_node("Flatten", ["x"], ["f"]),
+           helper.make_node("Gemm", ["f", "w", "b"], ["z" if reshape_to else "y"])]
+  inits = [numpy_helper.from_array(rng.normal(size=(784, 10)).astype(np.float32), "w"),
+           numpy_helper.from_array(np.zeros(10, np.float32), "b")]
+  if reshape_to:
+    nodes.append(helper.make_node("Reshape", ["z", "shape"], ["y"]))
+    inits.append(numpy_helper.from_array(np.array(reshape_to, np.int64), "shape"))
+  graph = helper.make_graph(
+      nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
+      [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))], inits)
+  path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                   .SerializeToString())
+  return path
+
+
+def test_an_onnx_teacher_from_torch_distills_into_a_zoo_student(work, capsys):
+  """A (1, 28, 28) ONNX teacher teaches lenet5-half, which takes (28, 28): the same grey image
+  in another layout. Its test set is named by --dataset, for the score only."""
+  _onnx_teacher(work / "t.onnx")
+  write_tiny_dataset(work / "data" / "mnist")
+  code, out, err = run(capsys, "distill", "t.onnx", "--student", "lenet5-half", *SMALL,
+                       "--dataset", "mnist", "--data-dir", "data", "--out", "s.msgpack")
+  assert code == 0, err
+  summary = json.loads(out.splitlines()[-1])
+  assert 0.0 <= summary["student_test_accuracy"] <= 1.0
+  assert 0.0 <= summary["teacher_test_accuracy"] <= 1.0
+  checkpoint.load_checkpoint("s.msgpack", expect_model="lenet5-half")
+
+
+def test_onnx_teachers_the_student_cannot_learn_from_are_refused(work, capsys):
+  _onnx_teacher(work / "t.onnx")
+  _onnx_teacher(work / "grid.onnx", ("N", 2, 5), reshape_to=[-1, 2, 5])
+  assert_refused(capsys, work, ["distill", "t.onnx", "--student", "color-cnn", *SMALL,
+                                "--out", "s.msgpack"],
+                 "--student color-cnn takes inputs of shape (28, 28, 3), the teacher (1, 28, 28)")
+  assert_refused(capsys, work, ["distill", "grid.onnx", "--student", "lenet5-half", *SMALL,
+                                "--out", "s.msgpack"],
+                 "grid.onnx: output 'y' has shape (2, 5) per example; jinvert inverts classifiers "
+                 "with one vector of outputs")

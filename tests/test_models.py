@@ -79,3 +79,22 @@ def test_convnets_sow_each_block_before_and_after_its_relu(name, shape):
     np.testing.assert_array_equal(acts[block], jax.nn.relu(acts[f"{block}_pre"]))
     assert float(acts[f"{block}_pre"].min()) < 0  # the ReLU had something to cut
   assert set(acts) == set(spec.layers)
+
+
+@pytest.mark.parametrize("name,widths", [("lenet5", (6, 16, 120, 84)),
+                                         ("lenet5-half", (3, 8, 60, 42))])
+def test_lenet5_is_dafls_on_mnist_padded_to_32(name, widths):
+  c1, c2, c3, d = widths
+  spec = models.get_model(name)
+  params = spec.init_params(jax.random.key(0))
+  want = (25 * c1 + c1) + (25 * c1 * c2 + c2) + (25 * c2 * c3 + c3) + (c3 * d + d) + (d * 10 + 10)
+  assert sum(p.size for p in jax.tree.leaves(params)) == want  # 61,706 for LeNet-5
+  x = jax.random.uniform(jax.random.key(1), (2, 28, 28))
+  _, acts = models.apply_with_activations(spec.module())(params, x)
+  assert acts["block1"].shape == (2, 28, 28, c1) and acts["block3"].shape == (2, 1, 1, c3)
+  # the first convolution sees MNIST zero-padded to 32x32, as DAFL's loader pads it
+  padded = jnp.pad(x, ((0, 0), (2, 2), (2, 2)))[..., None]
+  conv = jax.lax.conv_general_dilated(padded, params["params"]["conv1"]["kernel"], (1, 1),
+                                      "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  bias = params["params"]["conv1"]["bias"][None, None, None]
+  np.testing.assert_allclose(acts["block1_pre"], conv + bias, rtol=1e-5, atol=1e-5)

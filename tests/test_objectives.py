@@ -276,3 +276,44 @@ def test_layer_objectives_carry_kind_layer_axis_and_coupling(objective, name, ki
 def test_terms_of_two_targeted_layers_do_not_combine():
   with pytest.raises(JinvertError, match="layer"):
     ob.channel("a") + ob.channel("b")
+
+
+# The BatchNorm prior: statistics over every lane of the call -----------------------------------
+
+def bn_layers(channels_first=False):
+  rng = np.random.default_rng(0)
+  return (ob.BatchNormLayer("conv", rng.normal(size=4), rng.uniform(0.5, 2, 4),
+                            0 if channels_first else -1),)
+
+
+def over_lanes(objective, apply_fn, params):
+  """Each lane's value in a (targets, restarts) grid, both axes named as in the engine."""
+  value = over_restarts(objective, apply_fn, params)
+  return jax.vmap(jax.vmap(value, axis_name=ob.RESTARTS), axis_name=ob.TARGETS)
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_batchnorm_prior_is_deepinversions_over_the_whole_call(channels_first):
+  apply_fn, params = conv_model(jax.random.key(0), channels_first=channels_first)
+  layers = bn_layers(channels_first)
+  xs = jax.random.uniform(jax.random.key(1), (3, 2, 6, 6))
+  values = over_lanes(ob.batchnorm_statistics(layers, first_multiplier=3.0), apply_fn, params)(xs)
+  maps = apply_fn(params, xs.reshape(6, 6, 6))[1]["conv"]
+  flat = np.moveaxis(np.asarray(maps), 1 if channels_first else -1, -1).reshape(-1, 4)
+  mu, var = flat.mean(0), flat.var(0)  # over the batch (all 6 lanes) and the positions
+  want = -3.0 * (np.linalg.norm(mu - layers[0].mean) + np.linalg.norm(var - layers[0].var))
+  np.testing.assert_allclose(values, np.full((3, 2), want), rtol=1e-5)
+
+
+def test_batchnorm_prior_gradient_matches_finite_differences(x64):
+  apply_fn, params = conv_model(jax.random.key(0), dtype=jnp.float64)
+  objective = ob.channel("conv", 1) + 0.5 * ob.batchnorm_statistics(bn_layers())
+  assert objective.couples_restarts
+  total = lambda xs: jnp.sum(over_lanes(objective, apply_fn, params)(xs))
+  xs = jax.random.uniform(jax.random.key(1), (2, 3, 6, 6), jnp.float64)
+  finite_difference_check(total, xs, jax.random.key(10))
+
+
+def test_batchnorm_prior_needs_batchnorm_layers():
+  with pytest.raises(JinvertError, match="the model has no BatchNorm layers .* folds them"):
+    ob.batchnorm_statistics(())

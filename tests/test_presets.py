@@ -109,3 +109,17 @@ def test_data_free_draws_colour_images_as_lucid_does(shape):
   assert not np.allclose(moved[0], moved[1]) and moved[0].shape == shape
   gray = presets.build("data-free", InputSpace((1, 28, 28)))
   assert gray.parameterization.name == "sigmoid(mean=-2)"
+
+
+def test_data_free_adds_the_batchnorm_prior_when_the_model_has_batchnorm():
+  layers = (objectives.BatchNormLayer("block1_conv", np.zeros(16), np.ones(16)),
+            objectives.BatchNormLayer("block2_conv", np.zeros(32), np.ones(32)))
+  space = InputSpace((28, 28))
+  with_bn = presets.build("data-free", space, batchnorm=layers)
+  assert with_bn.objective.name == (
+      "class_log_prob() - 0.3*total_variation() - 0.3*l1() + "
+      f"{presets.BATCHNORM_WEIGHT:g}*batchnorm_statistics(2 layers, first "
+      f"x{presets.BATCHNORM_FIRST_MULTIPLIER:g})")
+  assert with_bn.objective.couples_restarts
+  assert presets.build("data-free", space).objective.name == presets.data_free().objective.name
+  assert presets.build("raw", space, batchnorm=layers).objective.name == "class_logit()"

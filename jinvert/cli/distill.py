@@ -51,6 +51,7 @@ def add(commands):
 
 class _Job(NamedTuple):
   teacher: Any        # the Classifier
+  teacher_fn: Any     # the teacher on u in [0, 1] shaped as the student's inputs
   student: Any        # the student's ModelSpec
   dataset: str | None
   uses_data: bool     # the preset reads data (its prior)
@@ -62,9 +63,7 @@ def _checked(args) -> _Job:
   from jinvert import classifiers, distill, memory, models, presets, priors
   teacher = classifiers.load_model(args.teacher, "TEACHER")
   student = models.get_model(args.student)
-  if student.input_shape != teacher.input_shape:
-    raise JinvertError(f"--student {student.name} takes inputs of shape {student.input_shape}, "
-                       f"the teacher {teacher.input_shape}")
+  teacher_fn = _in_shape(teacher, student)
   models.require_task(student.name, "classifier", f"--student {student.name}")
   if student.n_classes != teacher.n_classes:
     raise JinvertError(f"--student {student.name} has {student.n_classes} classes, the teacher "
@@ -85,7 +84,29 @@ def _checked(args) -> _Job:
       raise JinvertError(f"TEACHER {args.teacher} names no dataset for the {args.preset} "
                          "preset's prior; pass --dataset")
     prior = priors.check(dataset)
-  return _Job(teacher, student, dataset, uses_data, prior)
+  return _Job(teacher, teacher_fn, student, dataset, uses_data, prior)
+
+
+def _gray_size(shape):
+  """(height, width) of a one-channel image of `shape`, in any layout; None for anything else."""
+  from jinvert.input_space import layout
+  lay = layout(shape)
+  if lay.kind == "features" or lay.channels != 1:
+    return None
+  return tuple(shape[a] for a in lay.spatial_axes)
+
+
+def _in_shape(teacher, student):
+  """The teacher on u in [0, 1] shaped as the student's inputs: itself, or, for one grey image
+  in another layout ((1, 28, 28) exported from torch, (28, 28) in the zoo), reshaped first."""
+  fn, shape = teacher.unit_fn(), tuple(teacher.input_shape)
+  if tuple(student.input_shape) == shape:
+    return fn
+  size = _gray_size(student.input_shape)
+  if size is None or size != _gray_size(shape):
+    raise JinvertError(f"--student {student.name} takes inputs of shape {student.input_shape}, "
+                       f"the teacher {shape}")
+  return lambda params, x: fn(params, x.reshape(x.shape[:1] + shape))
 
 
 def _test_accuracy(apply_fn, params, dataset, data_dir):
@@ -108,8 +129,7 @@ def _scores(job: _Job, module, params, data_dir):
     print(f"jinvert distill: note: student_test_accuracy is null, no test set to score it: "
           f"{' '.join(why.split())}", file=sys.stderr)
     return None, job.teacher.metadata.get("test_accuracy")
-  teacher_fn = job.teacher.unit_fn()
-  return accuracy, _test_accuracy(engine.outputs_only(teacher_fn), job.teacher.params,
+  return accuracy, _test_accuracy(engine.outputs_only(job.teacher_fn), job.teacher.params,
                                   job.dataset, data_dir)[0]
 
 
@@ -119,6 +139,7 @@ def run(args):
   from jinvert import checkpoint, distill, presets, priors
   from jinvert.cli import progress
   from jinvert.files import Outputs
+  from jinvert.input_space import InputSpace
 
   job = _checked(args)
   outputs = Outputs(inputs=[(args.teacher, "TEACHER")])
@@ -128,15 +149,16 @@ def run(args):
   preset = None
   if args.preset != NOISE:
     prior = priors.load(job.dataset, job.prior, args.data_dir) if job.uses_data else None
-    preset = presets.build(args.preset, teacher.space, prior)
+    preset = presets.build(args.preset, InputSpace(student.input_shape), prior,
+                           batchnorm=teacher.batchnorm)
   module = student.module()
   init_key, run_key = jax.random.split(jax.random.key(args.seed))
   recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images))
   with progress.bar("synthesising", args.images, "images") as on_images, \
       progress.bar("training the student", args.rounds * recipe.steps, "steps") as on_steps:
     params, _, seconds = distill.distill(
-        teacher.unit_fn(), teacher.params, module, student.init_params(init_key), args.images,
-        teacher.n_classes, teacher.input_shape, run_key, preset, args.rounds, recipe, on_images,
+        job.teacher_fn, teacher.params, module, student.init_params(init_key), args.images,
+        teacher.n_classes, student.input_shape, run_key, preset, args.rounds, recipe, on_images,
         on_steps)
   checkpoint.check_finite(params, f"the student {student.name} diverged")
   accuracy, teacher_accuracy = _scores(job, module, params, args.data_dir)

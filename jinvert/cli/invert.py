@@ -272,7 +272,7 @@ def _preset(job: _Job, args):
     return job.counterfactual
   prior = priors.load(job.dataset, job.prior, args.data_dir) \
       if presets.get(job.preset).uses_data else None
-  return presets.build(job.preset, job.clf.space, prior, job.steps)
+  return presets.build(job.preset, job.clf.space, prior, job.steps, job.clf.batchnorm)
 
 
 def run(args):

@@ -62,6 +62,8 @@ class OnnxModel:
     input_name, output_name: the graph's.
     opset: the default domain's opset (after conversion from an older one).
     softmax_output: the graph ends in a Softmax, and apply_fn returns its input instead.
+    batchnorm: (input tensor, running mean, running variance) names of each BatchNormalization
+      node whose input is an activation and whose statistics are initializers.
   """
   apply_fn: Callable
   params: dict
@@ -72,6 +74,7 @@ class OnnxModel:
   output_name: str
   opset: int
   softmax_output: bool
+  batchnorm: tuple = ()
 
 
 def _onnx():
@@ -364,6 +367,9 @@ def load_onnx(path, output: str | None = None) -> OnnxModel:
   if len(out.shape) != 2:
     raise JinvertError(f"{path}: output {output_name!r} has shape {out.shape[1:]} per example; "
                        "jinvert inverts classifiers with one vector of outputs")
+  batchnorm = tuple((n.input[0], n.input[3], n.input[4]) for n, _ in program
+                    if n.op_type == "BatchNormalization" and n.input[0] in acts
+                    and n.input[3] in params and n.input[4] in params)
   return OnnxModel(apply_fn, params, input_shape, int(out.shape[-1]),
                    tuple(name for name in layers if name in acts), graph_input.name, output_name,
-                   opset, softmax_output)
+                   opset, softmax_output, batchnorm)
