@@ -213,17 +213,20 @@ def get(name: str) -> PresetSpec:
 
 
 def build(name: str, space: InputSpace, prior=None, steps: int | None = None,
-          batchnorm=()) -> Preset:
+          batchnorm=(), batchnorm_weight: float | None = None) -> Preset:
   """The preset `name` for a model's input space (and the natural prior, when it uses data),
-  with its own number of steps unless `steps` is given; `batchnorm`, the model's BatchNorm
-  layers (`Classifier.batchnorm`), adds the BatchNorm prior to the presets that use it."""
+  with its own number of steps unless `steps` is given. `batchnorm`, the model's BatchNorm
+  layers (`Classifier.batchnorm`), adds the BatchNorm prior to the presets that use it, at
+  `batchnorm_weight` (default BATCHNORM_WEIGHT; 0: never; given, to any preset)."""
   spec = get(name)
   spec.check(space)
   if spec.uses_data and prior is None:
     raise JinvertError(f"the {name} preset needs its prior (jinvert.priors.load)")
   preset = spec.build(space, prior, steps or spec.steps)
-  if spec.batchnorm_prior and batchnorm:
-    return with_batchnorm_prior(preset, batchnorm)
+  if batchnorm_weight is None:
+    batchnorm_weight = BATCHNORM_WEIGHT if spec.batchnorm_prior and batchnorm else 0.0
+  if batchnorm_weight:
+    return with_batchnorm_prior(preset, batchnorm, batchnorm_weight)
   return preset
 
 

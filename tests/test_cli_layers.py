@@ -134,3 +134,27 @@ def test_data_free_uses_the_batchnorm_prior_of_a_batchnorm_model(work, capsys):
                        "--restarts", "2", "--steps", "3", "--out", "nobn.npz")
   assert code == 0, err
   assert "batchnorm" not in json.loads(out.splitlines()[-1])["objective"]
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["invert", "mlp.msgpack", "--batchnorm-prior", "1"],
+     ["--batchnorm-prior: MODEL mlp.msgpack has no BatchNorm layers"]),
+    (["invert", "c.onnx", "--batchnorm-prior", "0.5"],
+     ["--batchnorm-prior: MODEL c.onnx has no BatchNorm layers", "folds them"]),
+    (["invert", "cnn.msgpack", "--batchnorm-prior", "-1"], ["--batchnorm-prior must be 0 or more"]),
+    (["distill", "mlp.msgpack", "--student", "mnist-mlp", "--images", "20",
+      "--batchnorm-prior", "1"], ["--batchnorm-prior: TEACHER mlp.msgpack has no BatchNorm"]),
+])
+def test_the_batchnorm_prior_asked_of_a_model_without_batchnorm_is_refused(work, capsys, argv,
+                                                                          fragments):
+  save(work / "mlp.msgpack", "mnist-mlp", dataset="mnist")
+  assert_refused(capsys, work, [*argv, "--out", "x.npz" if argv[0] == "invert" else "s.msgpack"],
+                 *fragments)
+
+
+def test_the_batchnorm_prior_can_be_turned_off(work, capsys):
+  code, out, err = run(capsys, "invert", "cnn.msgpack", "--preset", "data-free",
+                       "--batchnorm-prior", "0", "--targets", "0", "--restarts", "1", "--steps",
+                       "2", "--out", "off.npz")
+  assert code == 0, err
+  assert "batchnorm" not in json.loads(out.splitlines()[-1])["objective"]

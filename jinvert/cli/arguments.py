@@ -115,3 +115,21 @@ def max_change(text: str | None):
     raise JinvertError(f"--max-change: write l2:RADIUS or linf:RADIUS with a radius above 0, got "
                        f"{text!r}")
   return kind, value
+
+
+BATCHNORM_HELP = ("weight of the BatchNorm prior (DeepInversion's: the images' statistics at each "
+                  "BatchNorm layer pulled to the model's running ones). Default: 1 with the "
+                  "data-free preset on a model with BatchNorm layers, else off; 0 turns it off")
+
+
+def batchnorm_weight(weight, clf, what: str):
+  """--batchnorm-prior checked against the model: None (the preset decides), 0, or a positive
+  weight for a model that has BatchNorm layers."""
+  if weight is None:
+    return None
+  if weight < 0:
+    raise JinvertError(f"--batchnorm-prior must be 0 or more, got {weight:g}")
+  if weight > 0 and not clf.batchnorm:
+    raise JinvertError(f"--batchnorm-prior: {what} has no BatchNorm layers (an exporter that "
+                       "folds them into the convolutions leaves none)")
+  return weight

@@ -40,6 +40,8 @@ def add(commands):
   p.add_argument("--steps", type=arguments.count, default=36_000,
                  help="student optimiser steps of 100 images (fewer if --images is smaller; "
                       "default 36000)")
+  p.add_argument("--batchnorm-prior", type=arguments.finite, metavar="W",
+                 help=arguments.BATCHNORM_HELP)
   p.add_argument("--seed", type=arguments.seed, default=0, help="jax.random seed of everything")
   p.add_argument("--dataset", choices=priors.DATASETS,
                  help="the test set (and prior) for a teacher that names no dataset")
@@ -56,6 +58,7 @@ class _Job(NamedTuple):
   dataset: str | None
   uses_data: bool     # the preset reads data (its prior)
   prior: Any          # the prior's params as priors.check found them, or None
+  batchnorm_weight: Any  # --batchnorm-prior, checked, or None for the preset's choice
 
 
 def _checked(args) -> _Job:
@@ -84,7 +87,9 @@ def _checked(args) -> _Job:
       raise JinvertError(f"TEACHER {args.teacher} names no dataset for the {args.preset} "
                          "preset's prior; pass --dataset")
     prior = priors.check(dataset)
-  return _Job(teacher, teacher_fn, student, dataset, uses_data, prior)
+  batchnorm_weight = arguments.batchnorm_weight(args.batchnorm_prior, teacher,
+                                                f"TEACHER {args.teacher}")
+  return _Job(teacher, teacher_fn, student, dataset, uses_data, prior, batchnorm_weight)
 
 
 def _gray_size(shape):
@@ -150,7 +155,7 @@ def run(args):
   if args.preset != NOISE:
     prior = priors.load(job.dataset, job.prior, args.data_dir) if job.uses_data else None
     preset = presets.build(args.preset, InputSpace(student.input_shape), prior,
-                           batchnorm=teacher.batchnorm)
+                           batchnorm=teacher.batchnorm, batchnorm_weight=job.batchnorm_weight)
   module = student.module()
   init_key, run_key = jax.random.split(jax.random.key(args.seed))
   recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images))

@@ -48,6 +48,8 @@ def _add_search(p):
                  help=f"optimiser steps (default: the preset's: {steps}, and "
                       f"{presets.COUNTERFACTUAL_STEPS} with --start)")
   p.add_argument("--preset", choices=tuple(presets.REGISTRY), help=_preset_help())
+  p.add_argument("--batchnorm-prior", type=arguments.finite, metavar="W",
+                 help=arguments.BATCHNORM_HELP)
   p.add_argument("--prior", help="an existing VAE checkpoint for --preset natural (default: the "
                                  "cache's, trained on first use, about 30 s)")
   p.add_argument("--dataset", choices=priors.DATASETS,
@@ -115,6 +117,7 @@ class _Job(NamedTuple):
   steps: int
   dataset: str | None
   prior: Any               # the natural prior's params as priors.check found them, or None
+  batchnorm_weight: Any    # --batchnorm-prior, checked, or None for the preset's choice
 
 
 def _given(value, default):
@@ -202,9 +205,9 @@ def _preset_and_start(args, clf, dataset):
   from jinvert import presets
   from jinvert.cli import inputs
   if args.start is not None:
-    if args.preset is not None or args.objective != "class":
-      raise JinvertError("--start finds counterfactuals with its own recipe: drop --preset, and "
-                         "use the class objective")
+    if args.preset is not None or args.objective != "class" or args.batchnorm_prior is not None:
+      raise JinvertError("--start finds counterfactuals with its own recipe: drop --preset and "
+                         "--batchnorm-prior, and use the class objective")
     return "counterfactual", inputs.start_input(args.start, clf.space, dataset, args.data_dir)
   if args.max_change is not None or args.distance_weight is not None:
     raise JinvertError("--max-change and --distance-weight go with --start")
@@ -248,7 +251,8 @@ def _checked(args) -> _Job:
                  f"the results of {len(targets)} targets x {restarts:,} restarts x "
                  f"{steps:,} steps", "use fewer --restarts, --steps or --targets")
   return _Job(clf, model_fn, objective, _diversity(args, clf, objective), targets, preset, start,
-              counterfactual, restarts, steps, dataset, _prior(args, preset, dataset))
+              counterfactual, restarts, steps, dataset, _prior(args, preset, dataset),
+              arguments.batchnorm_weight(args.batchnorm_prior, clf, f"MODEL {args.checkpoint}"))
 
 
 def _outputs(args):
@@ -272,7 +276,8 @@ def _preset(job: _Job, args):
     return job.counterfactual
   prior = priors.load(job.dataset, job.prior, args.data_dir) \
       if presets.get(job.preset).uses_data else None
-  return presets.build(job.preset, job.clf.space, prior, job.steps, job.clf.batchnorm)
+  return presets.build(job.preset, job.clf.space, prior, job.steps, job.clf.batchnorm,
+                       job.batchnorm_weight)
 
 
 def run(args):
