@@ -74,11 +74,33 @@ class CNN(nn.Module):
     return nn.Dense(self.outputs, name="out")(h)
 
 
+class ResNetJudge(nn.Module):
+  """A second judge of another architecture than `CNN`: a residual convnet, wider (32 then 64
+  channels), pooled over positions. Conv 32 3x3 stride 2; two residual blocks of two conv 32
+  3x3; conv 64 3x3 stride 2; one residual block of 64; global average pool (sown as hidden1);
+  out. Trained with outlier exposure (`train`'s `xent_oe`), so noise is not read as a digit."""
+  outputs: int = 10
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.relu(nn.Conv(32, (3, 3), strides=2, name="stem")(x.reshape(x.shape[:-2] + (28, 28, 1))))
+    for name, width, blocks in (("a", 32, 2), ("b", 64, 1)):
+      if width != h.shape[-1]:
+        h = nn.relu(nn.Conv(width, (3, 3), strides=2, name=f"{name}_down")(h))
+      for i in range(blocks):
+        r = nn.relu(nn.Conv(width, (3, 3), name=f"{name}{i}_1")(h))
+        h = nn.relu(h + nn.Conv(width, (3, 3), name=f"{name}{i}_2")(r))
+    h = jnp.mean(h, axis=(-3, -2))
+    self.sow("intermediates", "hidden1", h)
+    return nn.Dense(self.outputs, name="out")(h)
+
+
 class ConvNet(nn.Module):
   """Two blocks of conv 3x3 (16, then 32), optional BatchNorm, ReLU and max-pool 2; dense
   `hidden`, ReLU; out. Sows block1_pre and block2_pre (each convolution before its ReLU: an
   objective there is never stuck at a dead ReLU), block1 and block2 (after it) and hidden1; with
-  BatchNorm also block1_conv and block2_conv, its inputs (`ModelSpec.batchnorm`). Grey inputs (..., 28, 28) gain a channel axis; colour ones are (..., 28, 28, 3).
+  BatchNorm also block1_conv and block2_conv, its inputs (`ModelSpec.batchnorm`). Grey inputs
+  (..., 28, 28) gain a channel axis; colour ones are (..., 28, 28, 3).
 
   mnist-cnn has BatchNorm: `apply(variables, x)` uses its running statistics (inference);
   `train=True` uses the batch's and updates them (with `mutable=["batch_stats"]`, as
@@ -284,6 +306,10 @@ REGISTRY = {
                   Recipe("adam", 1e-3, batch_size=128, epochs=3),
                   "the independent judge: conv 16-32 stride 2, dense 64", ("lecun",),
                   ("hidden1",)),
+        ModelSpec("judge-resnet", lambda init: ResNetJudge(), (28, 28), "mnist",
+                  Recipe("adam", 1e-3, batch_size=128, epochs=2, loss="xent_oe"),
+                  "the second judge: a residual convnet 32-64, trained with outlier exposure",
+                  ("lecun",), ("hidden1",)),
         ModelSpec("mnist-cnn", lambda init: ConvNet(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=128, epochs=3),
                   "conv 16-32 3x3 with BatchNorm and max-pool, dense 128", ("lecun",),

@@ -71,12 +71,37 @@ def _elbo(apply_fn, params, inputs, labels, key):
   return value, {"loss": value, "kl": jnp.mean(kl)}
 
 
+def outliers(key, images):
+  """As many images as `images` (N, H, W) that are no digit: uniform noise, smooth noise (7x7
+  noise upsampled), and the batch's own images with their pixels shuffled (ink in a digit's
+  amount, in no digit's shape), a third each."""
+  n, (h, w) = len(images), images.shape[-2:]
+  k1, k2, k3, k4 = jax.random.split(key, 4)
+  noise = jax.random.uniform(k1, images.shape, images.dtype)
+  coarse = jax.random.uniform(k2, (n, 7, 7), images.dtype)
+  smooth = jax.image.resize(coarse, (n, h, w), "linear").reshape(images.shape)
+  flat = images.reshape(n, -1)
+  shuffled = flat[:, jax.random.permutation(k3, flat.shape[1])].reshape(images.shape)
+  kind = jax.random.randint(k4, (n,) + (1,) * (images.ndim - 1), 0, 3)
+  return jnp.where(kind == 0, noise, jnp.where(kind == 1, smooth, shuffled))
+
+
+def _outlier_exposure(apply_fn, params, inputs, labels, key):
+  """Cross-entropy on the batch plus 0.5 x the cross-entropy from the uniform distribution on
+  as many `outliers` (Hendrycks et al. 2019, outlier exposure): a judge that calls noise a
+  digit with confidence would credit any inversion."""
+  value, metrics = _classification(jnp.mean)(apply_fn, params, inputs, labels, None)
+  spread = -jnp.mean(jax.nn.log_softmax(apply_fn(params, outliers(key, inputs))))
+  return value + 0.5 * spread, {**metrics, "outlier_xent": spread}
+
+
 # Each loss is `loss(apply_fn, params, inputs, labels, key) -> (scalar, metrics)`.
 LOSSES = {
     "mean_xent": _classification(jnp.mean),
     "sum_xent": _classification(jnp.sum),  # seed 002: -tf.reduce_sum(y_ * tf.log(y))
     "mse": _mse,
     "elbo": _elbo,
+    "xent_oe": _outlier_exposure,
 }
 
 

@@ -1,6 +1,7 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -112,3 +113,34 @@ def test_every_zoo_model_has_a_recipe_its_dataset_fits():
   for spec in models.REGISTRY.values():
     assert data.DATASETS[spec.dataset].input_shape == spec.input_shape, spec.name
     assert spec.recipe.loss in train.LOSSES and spec.recipe.optimizer in train.OPTIMIZERS
+
+
+def test_outliers_are_noise_smooth_noise_and_shuffled_ink():
+  images = jnp.full((60, 28, 28), 0.3).at[:, :14].set(0.9)  # half the pixels ink
+  found = np.asarray(train.outliers(jax.random.key(0), images))
+  shuffled = [np.array_equal(np.sort(o.ravel()), np.sort(np.asarray(images[0]).ravel()))
+              for o in found]
+  rough = [float(np.abs(np.diff(o, axis=-1)).mean()) for o in found]
+  kinds = ["shuffled" if s else ("noise" if r > 0.2 else "smooth") for s, r in zip(shuffled, rough)]
+  assert {kinds.count(k) for k in ("shuffled", "noise", "smooth")} <= set(range(10, 31))
+  assert not any(np.array_equal(o, np.asarray(images[0])) for o in found)  # the digit is gone
+
+
+def test_outlier_exposure_adds_half_the_cross_entropy_from_uniform_on_outliers():
+  spec = models.get_model("judge-resnet")
+  params = spec.init_params(jax.random.key(0))
+  x, y = _fixed_batch(jax.random.key(1), n=12)
+  key = jax.random.key(7)
+  apply_fn = spec.module().apply
+  value, metrics = train.LOSSES["xent_oe"](apply_fn, params, x, y, key)
+  plain, _ = train.LOSSES["mean_xent"](apply_fn, params, x, y, None)
+  logp = jax.nn.log_softmax(apply_fn(params, train.outliers(key, x)))
+  assert float(value) == pytest.approx(float(plain) - 0.5 * float(jnp.mean(logp)), rel=1e-5)
+  assert float(metrics["outlier_xent"]) == pytest.approx(-float(jnp.mean(logp)), rel=1e-5)
+  step = jax.jit(train.train_step, static_argnames="loss")
+  state = train.create_train_state(spec.module(), params, spec.recipe)
+  losses = []
+  for i in range(15):
+    state, m = step(state, (x, y), loss="xent_oe", key=jax.random.key(i))
+    losses.append(float(m["loss"]))
+  assert losses[-1] < 0.9 * losses[0]
