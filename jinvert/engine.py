@@ -97,9 +97,8 @@ def validate(apply_fn, params, objective: Objective, targets, input_shape, steps
   except Exception as e:  # flax and jax raise many types for a shape the model cannot take
     raise JinvertError(f"the model does not take inputs of shape {tuple(input_shape)} "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
-  if objective.layer is not None and objective.layer not in acts:
-    valid = ", ".join(acts) or "none (apply_fn returns no activations)"
-    raise JinvertError(f"the model has no layer {objective.layer!r}; valid layer names: {valid}")
+  if objective.layer is not None:
+    _Activations(acts)[objective.layer]  # a JinvertError naming the layers the model has
   shapes = target_kinds.Shapes(out.shape[-1], {k: v.shape[1:] for k, v in acts.items()},
                                objective.layer, objective.axis)
   return target_kinds.check(objective.target_kind, targets, shapes)

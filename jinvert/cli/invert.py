@@ -162,10 +162,7 @@ def _channel_objective(args, clf):
   from jinvert import objectives
   layers = {layer["name"]: layer for layer in clf.layer_shapes()}
   maps = [name for name, layer in layers.items() if layer["kind"] == "feature map"]
-  layer = _given(args.layer, maps[0] if maps else "")
-  if layer not in layers:
-    raise JinvertError(f"the model has no layer {layer!r}; valid layer names: "
-                       f"{', '.join(layers) or 'none'}")
+  layer = _known_layer(_given(args.layer, maps[0] if maps else ""), layers)
   if layers[layer]["kind"] != "feature map":
     raise JinvertError(f"--objective {args.objective}: layer {layer!r} is dense, shaped "
                        f"{tuple(layers[layer]['shape'])}; channel objectives read feature maps: "
@@ -177,6 +174,14 @@ def _channel_objective(args, clf):
   return make(layer, axis=clf.channel_axis), targets
 
 
+def _known_layer(layer, names, flag: str = ""):
+  """`layer`, if the model has it; else a JinvertError naming the layers it has."""
+  if layer not in names:
+    raise JinvertError(f"{flag}the model has no layer {layer!r}; valid layer names: "
+                       f"{', '.join(names) or 'none'}")
+  return layer
+
+
 def _diversity(args, clf, objective):
   """--diversity's term, W x diversity at the objective's layer (else --layer, else the
   model's last), or None."""
@@ -186,9 +191,7 @@ def _diversity(args, clf, objective):
   names = [layer["name"] for layer in clf.layer_shapes()]
   layer = (objective.layer if objective is not None else None) or args.layer or \
       (names[-1] if names else None)
-  if layer not in names:
-    raise JinvertError(f"--diversity: the model has no layer {layer!r}; valid layer names: "
-                       f"{', '.join(names) or 'none'}")
+  _known_layer(layer, names, "--diversity: ")
   return args.diversity * objectives.diversity(layer, axis=clf.channel_axis)
 
 
