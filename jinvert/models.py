@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jinvert import convolution
 from jinvert.errors import JinvertError
 
 ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid}
@@ -67,8 +68,8 @@ class CNN(nn.Module):
   @nn.compact
   def __call__(self, x):
     h = x.reshape(x.shape[:-2] + (28, 28, 1))
-    h = nn.relu(nn.Conv(16, (3, 3), strides=2, name="conv1")(h))
-    h = nn.relu(nn.Conv(32, (3, 3), strides=2, name="conv2")(h))
+    h = nn.relu(convolution.conv(16, (3, 3), strides=2, name="conv1")(h))
+    h = nn.relu(convolution.conv(32, (3, 3), strides=2, name="conv2")(h))
     h = nn.relu(nn.Dense(64, name="dense1")(h.reshape(h.shape[:-3] + (-1,))))
     self.sow("intermediates", "hidden1", h)
     return nn.Dense(self.outputs, name="out")(h)
@@ -83,13 +84,14 @@ class ResNetJudge(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    h = nn.relu(nn.Conv(32, (3, 3), strides=2, name="stem")(x.reshape(x.shape[:-2] + (28, 28, 1))))
+    h = x.reshape(x.shape[:-2] + (28, 28, 1))
+    h = nn.relu(convolution.conv(32, (3, 3), strides=2, name="stem")(h))
     for name, width, blocks in (("a", 32, 2), ("b", 64, 1)):
       if width != h.shape[-1]:
-        h = nn.relu(nn.Conv(width, (3, 3), strides=2, name=f"{name}_down")(h))
+        h = nn.relu(convolution.conv(width, (3, 3), strides=2, name=f"{name}_down")(h))
       for i in range(blocks):
-        r = nn.relu(nn.Conv(width, (3, 3), name=f"{name}{i}_1")(h))
-        h = nn.relu(h + nn.Conv(width, (3, 3), name=f"{name}{i}_2")(r))
+        r = nn.relu(convolution.conv(width, (3, 3), name=f"{name}{i}_1")(h))
+        h = nn.relu(h + convolution.conv(width, (3, 3), name=f"{name}{i}_2")(r))
     h = jnp.mean(h, axis=(-3, -2))
     self.sow("intermediates", "hidden1", h)
     return nn.Dense(self.outputs, name="out")(h)
@@ -114,7 +116,7 @@ class ConvNet(nn.Module):
   def __call__(self, x, train: bool = False):
     h = x if x.shape[-1] == 3 else x.reshape(x.shape[:-2] + (28, 28, 1))
     for i, width in enumerate((16, 32), start=1):
-      conv = nn.Conv(width, (3, 3), name=f"conv{i}")(h)
+      conv = convolution.conv(width, (3, 3), name=f"conv{i}")(h)
       h = nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(conv) \
           if self.batch_norm else conv
       self.sow("intermediates", f"block{i}_pre", h)
@@ -122,7 +124,7 @@ class ConvNet(nn.Module):
         self.sow("intermediates", f"block{i}_conv", conv)  # what BatchNorm normalises
       h = nn.relu(h)
       self.sow("intermediates", f"block{i}", h)
-      h = nn.max_pool(h, (2, 2), strides=(2, 2))
+      h = convolution.max_pool_2d(h)
     h = nn.relu(nn.Dense(self.hidden, name="dense1")(h.reshape(h.shape[:-3] + (-1,))))
     self.sow("intermediates", "hidden1", h)
     return nn.Dense(self.outputs, name="out")(h)
@@ -141,12 +143,13 @@ class LeNet5(nn.Module):
     h = x.reshape(x.shape[:-2] + (28, 28, 1))
     h = jnp.pad(h, [(0, 0)] * (h.ndim - 3) + [(2, 2), (2, 2), (0, 0)])
     for i, channels in enumerate((6, 16, 120), start=1):
-      h = nn.Conv(int(channels * self.width), (5, 5), padding="VALID", name=f"conv{i}")(h)
+      h = convolution.conv(int(channels * self.width), (5, 5), padding="VALID",
+                           name=f"conv{i}")(h)
       self.sow("intermediates", f"block{i}_pre", h)
       h = nn.relu(h)
       self.sow("intermediates", f"block{i}", h)
       if i < 3:
-        h = nn.max_pool(h, (2, 2), strides=(2, 2))
+        h = convolution.max_pool_2d(h)
     h = nn.relu(nn.Dense(int(84 * self.width), name="dense1")(h.reshape(h.shape[:-3] + (-1,))))
     self.sow("intermediates", "hidden1", h)
     return nn.Dense(self.outputs, name="out")(h)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jinvert import convolution
 from jinvert.errors import JinvertError
 
 
@@ -196,10 +197,10 @@ def _conv(node, x, w, b=None, auto_pad="NOTSET", dilations=None, group=1, kernel
   strides = tuple(strides or (1,) * spatial)
   dilations = tuple(dilations or (1,) * spatial)
   padding = _spatial_padding(node, x.shape[2:], kernel, strides, dilations, pads, auto_pad)
-  y = jax.lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilations,
-                                   feature_group_count=group,
-                                   dimension_numbers=("NCHW", "OIHW", "NCHW"),
-                                   precision="highest")
+  y = convolution.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilations,
+                                       feature_group_count=group,
+                                       dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                                       precision="highest")
   return y if b is None else y + b.reshape(1, -1, 1, 1)
 
 
@@ -219,8 +220,7 @@ def _maxpool(node, x, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_sha
              pads=None, storage_order=0, strides=None):
   window, strides, dilations, padding = _pool_args(node, x, kernel_shape, strides, dilations,
                                                    pads, auto_pad, ceil_mode)
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, padding,
-                               window_dilation=dilations)
+  return convolution.max_pool(x, window, strides, padding, window_dilation=dilations)
 
 
 def _avgpool(node, x, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
