@@ -28,14 +28,14 @@ import numpy as np
 from jinvert import devices
 devices.use_every_core()
 import jax
-from jinvert import models
 from jinvert.bench import workload
 from jinvert.timing import time_calls
 sizes, steps, out = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
+model = workload.subject("mnist-mlp")
+params = model.params
 rates, images = {}, {}
 for r in sizes:
-  fn, targets, keys = workload.workload(params, r, steps, jax.devices())
+  fn, targets, keys = workload.workload(model, r, steps, jax.devices())
   compiled = fn.lower(params, targets, keys).compile()
   result, times = time_calls(compiled, (params, targets, keys), 5, warmup=True)
   rates[r] = 10 * r * steps / statistics.median(times)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jinvert import engine, memory, models, parameterizations
+from jinvert import engine, memory, parameterizations
 from jinvert.bench import products_bound, torch_reference, workload
 from test_cli import assert_one_line_error, run_cli
 from conftest import REPO
@@ -101,8 +101,13 @@ def test_command_line_splits_the_lanes_over_a_device_per_core():
 
 
 def test_flop_count_is_forward_plus_backward_to_input():
-  params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
-  assert workload.flops_per_image_step(params) == 4 * (784 * 256 + 256 * 256 + 256 * 10)
+  """2 x MACs, forward and back to the input: for a convolution, output positions x kernel
+  size x input channels x output channels each way (LeNet-5: 28x28 padded to 32)."""
+  mlp = workload.flops_per_image_step(workload.subject("mnist-mlp"))
+  assert mlp == 4 * (784 * 256 + 256 * 256 + 256 * 10)
+  lenet = workload.flops_per_image_step(workload.subject("lenet5"))
+  assert lenet == 4 * (28 * 28 * 25 * 6 + 10 * 10 * 25 * 6 * 16 + 25 * 16 * 120 + 120 * 84
+                       + 84 * 10)
 
 
 def test_bench_prints_table_and_json(capsys):
@@ -135,11 +140,11 @@ class _DeviceWithLimit:
 
 
 def test_largest_restarts_stops_at_the_memory_limit():
-  params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
+  params = workload.subject("mnist-mlp")
   needs = {}
   for r in (2, 4, 8):
     fn, targets, keys = workload.workload(params, r, 2)
-    needs[r] = memory.compiled_bytes(fn.lower(params, targets, keys).compile())
+    needs[r] = memory.compiled_bytes(fn.lower(params.params, targets, keys).compile())
   assert needs[2] < needs[4] < needs[8]
   limit = (needs[4] + needs[8]) // 2
   logged = []
@@ -169,23 +174,43 @@ def test_interleaved_rates_pair_each_round_and_time_only_the_second_pass():
   assert ratios == {"jinvert": 1.0, "ref": 20.0}
 
 
-def test_torch_references_compute_jinverts_step():
-  """Each PyTorch reference, from jinvert's own starting images, lands on jinvert's images:
-  none skips work (the images move far more than the tolerance)."""
+@pytest.mark.parametrize("name", ["mnist-mlp", "mnist-cnn", "lenet5"])
+def test_torch_references_compute_jinverts_step(name):
+  """Each PyTorch reference (the convnets' twins in channels_last, BatchNorm folded), from
+  jinvert's own starting images, lands on jinvert's images: none skips work (the images move
+  far more than the tolerance)."""
   torch = pytest.importorskip("torch")
-  params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
-  differences = torch_reference.reference_differences(torch, params, restarts=2, steps=5, device="cpu")
+  model = workload.subject(name)
+  differences = torch_reference.reference_differences(torch, model, restarts=2, steps=5,
+                                                      device="cpu")
   assert set(differences) == {"torch_eager", "torch_compile"}
   assert max(differences.values()) < 1e-5, differences
-  fn, targets, keys = workload.workload(params, 2, 5)
-  moved = fn(params, targets, keys).inputs - engine.starting_inputs(
+  fn, targets, keys = workload.workload(model, 2, 5)
+  moved = fn(model.params, targets, keys).inputs - engine.starting_inputs(
       parameterizations.pixels(), keys, (28, 28))
   assert float(jnp.max(jnp.abs(moved))) > 1e-2
 
 
-def test_products_bound_times_the_six_products():
-  params = models.get_model("mnist-mlp").init_params(jax.random.key(0))
-  assert workload.product_shapes(params, 20) == [
-      (20, 784, 256), (20, 256, 256), (20, 256, 10), (20, 10, 256), (20, 256, 256), (20, 256, 784)]
-  bound = products_bound(params, 20, 3)
+def test_products_bound_times_the_steps_products():
+  mlp = workload.subject("mnist-mlp")
+  assert workload.product_shapes(mlp, 20) == [(1, 20, k, n) for k, n in (
+      (784, 256), (256, 256), (256, 10), (10, 256), (256, 256), (256, 784))]
+  bound = products_bound(mlp, 20, 3)
   assert bound["xla"] > 0 and bound["xla_split"] is None and bound["torch"] is None
+  # mnist-cnn: each 3x3 convolution is one product of its patches, each way
+  cnn = workload.product_shapes(workload.subject("mnist-cnn"), 10)
+  assert (1, 10 * 28 * 28, 9, 16) in cnn and (1, 10 * 14 * 14, 9 * 16, 32) in cnn
+  assert (1, 10 * 14 * 14, 32, 9 * 16) in cnn and (1, 10 * 28 * 28, 16, 9) in cnn
+
+
+def test_bench_takes_a_zoo_convnet_or_an_onnx_file(tmp_path, capsys):
+  from test_distill import _onnx_teacher
+  _onnx_teacher(tmp_path / "t.onnx")
+  code, out, err = run_cli(capsys, "bench", "--model", str(tmp_path / "t.onnx"), "--sizes", "2",
+                           "--restarts", "2", "--steps", "3", "--repeats", "1")
+  assert code == 0, err
+  summary = json.loads(out.strip().splitlines()[-1])
+  assert summary["model"] == "t" and summary["ratios"]["torch_eager"] is None
+  assert "no PyTorch twin" in err
+  code, _, err = run_cli(capsys, "bench", "--model", "vae")
+  assert_one_line_error(code, err, "--model vae: an autoencoder model, not a classifier")

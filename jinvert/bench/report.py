@@ -5,11 +5,12 @@ def _ms(seconds) -> str:
   return "-" if seconds is None else f"{1e3 * seconds:.3f}"
 
 
-def header(steps: int, device_kind: str, backend: str, jax_version: str, precision: str,
-           flops: int, peak: float, peak_n: int, devices: int, device: str):
-  print(f"jinvert bench: mnist-mlp inversion, T=10 x R x S={steps}, {device_kind} ({backend}), "
+def header(model: str, steps: int, device_kind: str, backend: str, jax_version: str,
+           precision: str, flops: int, peak: float, peak_n: int, devices: int, device: str):
+  print(f"jinvert bench: {model} inversion, T=10 x R x S={steps}, {device_kind} ({backend}), "
         f"jax {jax_version}, precision {precision}")
-  print(f"work per image-step: {flops:,} FLOP (2 x MACs forward + backward to the input); "
+  print(f"work per image-step: {flops:,} FLOP (2 x MACs of the step's products, forward and "
+        "backward to the input; a convolution is one product of its patches); "
         f"matmul peak {peak:,.0f} GFLOP/s ({peak_n}^3 float32, precision {precision})")
   if devices > 1:
     print(f"{devices} {device} devices: each size's lanes split over them where their count "

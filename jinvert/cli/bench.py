@@ -7,12 +7,17 @@ from jinvert.errors import JinvertError
 def add(commands):
   p = commands.add_parser(
       "bench", help="benchmark the inversion engine on this machine's CPU or GPU",
-      description="Times the inversion workload (mnist-mlp, class logit, box constraint, 10 targets x "
-                  "R restarts x S steps) at several R, against the float32 matmul peak measured in "
+      description="Times the inversion workload (mnist-mlp or --model, class logit, box constraint, "
+                  "10 targets x R restarts x S steps) at several R, against the float32 matmul peak measured in "
                   "the same run, a seed-style Python loop and PyTorch (eager and torch.compile, if "
                   "installed). Tables go to stdout; the last line is JSON: backend, device_kind, "
                   "restarts, steps, image_steps_per_s, gflops, matmul_peak_gflops, peak_fraction, "
                   "compile_seconds, ratios {seed_loop, torch_eager, torch_compile}.")
+  p.add_argument("--model", default="mnist-mlp", metavar="NAME|FILE.onnx",
+                 help="the classifier to invert: a zoo name (its initial weights, seed 0; e.g. "
+                      "lenet5, mnist-cnn) or an ONNX file. PyTorch's references exist for "
+                      "mnist-mlp, fashion-mlp, mnist-cnn, lenet5 and lenet5-half "
+                      "(default mnist-mlp)")
   p.add_argument("--restarts", type=arguments.count,
                  help="headline R (default 256 on cpu, 4096 on gpu)")
   p.add_argument("--steps", type=arguments.count, default=200, help="S (default 200)")
@@ -37,6 +42,7 @@ def run(args):
     if 0 in sizes:
       raise JinvertError("--sizes: every size must be at least 1 restart")
   summary = bench.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
-                                    args.repeats, not args.no_references, args.largest_up_to)
+                                args.repeats, not args.no_references, args.largest_up_to,
+                                model=args.model)
   summary.pop("sizes")
   return summary
