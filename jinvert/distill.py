@@ -144,8 +144,10 @@ def with_student(teacher_apply: Callable, student_apply: Callable) -> Callable:
 
 
 def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_images: int,
-               n_classes: int, input_shape, key, max_chunk: int | None = None, on_images=None):
-  """A class-balanced transfer set: `n_images / n_classes` inversions of every class.
+               n_classes: int, input_shape, key, max_chunk: int | None = None, on_images=None,
+               targets=None):
+  """A class-balanced transfer set: `n_images / n_classes` inversions of every class, or of
+  each of `targets`' distributions (`soft_targets`) for a preset whose objective reads one.
 
   Args:
     apply_fn: the teacher's model function.
@@ -158,6 +160,7 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
     max_chunk: at most this many images per class in one compiled call; the result is the
       same whatever the chunk (each image depends only on its own key).
     on_images: called with the number of images done after each call (progress).
+    targets: (n_images, n_classes) target distributions, class-major, or None.
 
   Returns:
     (images (n_images, *input_shape), class-major: every class's images in turn; seconds).
@@ -176,11 +179,68 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
   run = jax.jit(engine.make_inversion(apply_fn, preset.objective, preset.optimizer,
                                       preset.parameterization, preset.steps, tuple(input_shape),
                                       preset.transform, record_every=0))
+  if targets is not None:
+    if tuple(targets.shape) != (n_images, n_classes):
+      raise JinvertError(f"soft targets shaped {tuple(targets.shape)}, expected "
+                         f"({n_images}, {n_classes})")
+    images, seconds = _synthesize_soft(run, params, jnp.asarray(targets), key, on_images)
+    return images.reshape(shape), seconds
   result, timing = engine.run_planned(
       run, params, jnp.arange(n_classes), key, per_class,
       engine.lane_sharding(n_classes),  # classes over devices; restarts in chunks
       max_chunk=max_chunk, on_chunk=(lambda r: on_images(r * n_classes)) if on_images else None)
   return np.asarray(result.inputs).reshape(shape), timing["seconds"]
+
+
+# ZSKD (Nayak et al. 2019): Dirichlet targets at two concentrations, matched at temperature 20.
+SOFT_BETAS, SOFT_TEMPERATURE = (1.0, 0.1), 20.0
+# lanes of one compiled call when every image has its own target (no restarts to chunk)
+SOFT_PIECE = 2000
+
+
+def class_similarity(kernel) -> jax.Array:
+  """ZSKD's class similarity from the teacher's final layer alone: the cosine between the
+  classes' weight vectors (`kernel` (features, classes)), each row scaled to [0, 1]."""
+  w = jnp.asarray(kernel) / jnp.linalg.norm(kernel, axis=0, keepdims=True)
+  cos = w.T @ w
+  low, high = cos.min(axis=1, keepdims=True), cos.max(axis=1, keepdims=True)
+  return (cos - low) / (high - low)
+
+
+def soft_targets(key, similarity, n_images: int, betas=SOFT_BETAS) -> jax.Array:
+  """ZSKD's targets: `n_images / C` per class c, class-major, drawn from Dirichlet(beta x
+  similarity[c]), the betas sharing each class's images (a large beta spreads the target over
+  the classes like c, a small one keeps it near one of them).
+
+  >>> import jax, jax.numpy as jnp
+  >>> t = soft_targets(jax.random.key(0), jnp.eye(3) + 0.5, 6)
+  >>> t.shape, bool(jnp.allclose(t.sum(axis=1), 1.0))
+  ((6, 3), True)
+  """
+  classes = similarity.shape[0]
+  per_class = n_images // classes
+  sizes = [per_class // len(betas) + (i < per_class % len(betas)) for i in range(len(betas))]
+  draws = [jax.random.dirichlet(jax.random.fold_in(key, c * len(betas) + i),
+                                jnp.maximum(beta * similarity[c], 1e-3), (size,))
+           for c in range(classes) for i, (beta, size) in enumerate(zip(betas, sizes))]
+  return jnp.concatenate(draws)
+
+
+def _synthesize_soft(run, params, targets, key, on_images):
+  """Every image its own target: the lanes are the targets, in pieces of SOFT_PIECE."""
+  n = len(targets)
+  pieces = -(-n // SOFT_PIECE)
+  size = -(-n // pieces)
+  images, seconds = [], 0.0
+  for i, start in enumerate(range(0, n, size)):
+    piece = targets[start:start + size]
+    result, timing = engine.run_planned(run, params, piece, jax.random.fold_in(key, i), 1,
+                                        engine.lane_sharding(len(piece), 1))
+    images.append(np.asarray(result.inputs)[:, 0])
+    seconds += timing["seconds"]
+    if on_images:
+      on_images(len(piece))
+  return np.concatenate(images), seconds
 
 
 def round_sizes(n_images: int, n_classes: int, rounds: int) -> list:
@@ -194,7 +254,7 @@ def round_sizes(n_images: int, n_classes: int, rounds: int) -> list:
 def distill(teacher_apply: Callable, teacher_params, student_module, student_params,
             n_images: int, n_classes: int, input_shape, key, preset: presets.Preset | None,
             rounds: int = 1, recipe: StudentRecipe = StudentRecipe(), on_images=None,
-            on_steps=None):
+            on_steps=None, similarity=None):
   """The whole data-free distillation: synthesise, train, and (rounds > 1) synthesise again
   where the student still disagrees with the teacher, retraining from the same start each round.
 
@@ -208,6 +268,8 @@ def distill(teacher_apply: Callable, teacher_params, student_module, student_par
     rounds: 1, or more for adaptive rounds (`disagreement`).
     recipe: how the student learns.
     on_images, on_steps: progress callbacks (images synthesised, student steps done).
+    similarity: the teacher's class similarity (`class_similarity`) for soft targets (every
+      image matches its own `soft_targets` draw; `preset` must read one), or None.
 
   Returns:
     (student params, the transfer images, {"synth_seconds", "train_seconds"}).
@@ -220,14 +282,16 @@ def distill(teacher_apply: Callable, teacher_params, student_module, student_par
   for r, size in enumerate(sizes):
     synth_key, train_key = jax.random.split(jax.random.fold_in(key, r))
     t0 = time.perf_counter()
+    targets = None if similarity is None or preset is None else soft_targets(
+        jax.random.fold_in(synth_key, 1), similarity, size)
     if r == 0 or preset is None:
       images, _ = synthesize(teacher_apply, teacher_params, preset, size, n_classes, input_shape,
-                             synth_key, on_images=on_images)
+                             synth_key, on_images=on_images, targets=targets)
     else:
       competing = preset._replace(objective=preset.objective + disagreement(recipe.temperature))
       images, _ = synthesize(with_student(teacher_apply, student_module.apply),
                              (teacher_params, params), competing, size, n_classes, input_shape,
-                             synth_key, on_images=on_images)
+                             synth_key, on_images=on_images, targets=targets)
     pieces.append(images)
     t1 = time.perf_counter()
     params = train_student(student_module, student_params, np.concatenate(pieces), logits,

@@ -219,9 +219,10 @@ def cross_entropy(c: int | None = None):
 
 
 @wrap_objective("vector", target="distribution")
-def cross_entropy_to(distribution=None):
-  """Cross-entropy from a target distribution to softmax(outputs); a distance."""
-  return lambda ctx, p: -jnp.sum(p * jax.nn.log_softmax(ctx.outputs))
+def cross_entropy_to(distribution=None, temperature: float = 1.0):
+  """Cross-entropy from a target distribution to softmax(outputs / temperature); a distance.
+  ZSKD's soft targets are matched at temperature 20 (`jinvert.distill.soft_targets`)."""
+  return lambda ctx, p: -jnp.sum(p * jax.nn.log_softmax(ctx.outputs / temperature))
 
 
 def _outputs_in(space: str, name: str):

@@ -78,11 +78,14 @@ def natural(vae_module, vae_params, steps: int = 500, learning_rate: float = 0.0
                                           vae_module.latent_dim), steps, _robust(axes))
 
 
-def data_free(steps: int = 200, learning_rate: float = 0.1, axes=(-2, -1)) -> Preset:
-  """Nothing but the model: Adam on the target log-probability minus 0.3 x total variation
-  and 0.3 x L1, from dark images (x = sigmoid(0.5 z - 2)), robust to jitter and blur. `axes`
-  are the images' two spatial axes ((-3, -2) for channels-last)."""
-  return Preset(objectives.class_log_prob() - 0.3 * objectives.total_variation(axes=axes)
+def data_free(steps: int = 200, learning_rate: float = 0.1, axes=(-2, -1),
+              likelihood: objectives.Objective | None = None) -> Preset:
+  """Nothing but the model: Adam on the target log-probability (or `likelihood`, e.g. the
+  soft targets' `-cross_entropy_to(temperature=20)`) minus 0.3 x total variation and 0.3 x L1,
+  from dark images (x = sigmoid(0.5 z - 2)), robust to jitter and blur. `axes` are the images'
+  two spatial axes ((-3, -2) for channels-last)."""
+  likelihood = objectives.class_log_prob() if likelihood is None else likelihood
+  return Preset(likelihood - 0.3 * objectives.total_variation(axes=axes)
                 - 0.3 * objectives.l1(),
                 optax.adam(learning_rate), parameterizations.sigmoid(scale=0.5, mean=-2.0), steps,
                 _robust(axes))
@@ -103,16 +106,18 @@ def feature_visualisation(shape, objective, steps: int = 256,
                 transforms.standard(lay.spatial_axes, pad_value=0.0))
 
 
-def data_free_color(shape, steps: int = 200, learning_rate: float = 0.05) -> Preset:
+def data_free_color(shape, steps: int = 200, learning_rate: float = 0.05,
+                    likelihood: objectives.Objective | None = None) -> Preset:
   """Nothing but the model, in colour: the feature visualisation recipe on the target
-  log-probability. `shape` is one image's, (H, W, 3) or (3, H, W)."""
-  return feature_visualisation(shape, objectives.class_log_prob(), steps, learning_rate)
+  log-probability (or `likelihood`). `shape` is one image's, (H, W, 3) or (3, H, W)."""
+  likelihood = objectives.class_log_prob() if likelihood is None else likelihood
+  return feature_visualisation(shape, likelihood, steps, learning_rate)
 
 
-def _data_free_for(space: InputSpace, steps: int) -> Preset:
+def _data_free_for(space: InputSpace, steps: int, likelihood=None) -> Preset:
   if space.layout.channels == 3:
-    return data_free_color(space.shape, steps)
-  return data_free(steps, axes=space.layout.spatial_axes)
+    return data_free_color(space.shape, steps, likelihood=likelihood)
+  return data_free(steps, axes=space.layout.spatial_axes, likelihood=likelihood)
 
 
 COUNTERFACTUAL_STEPS = 300
@@ -213,16 +218,23 @@ def get(name: str) -> PresetSpec:
 
 
 def build(name: str, space: InputSpace, prior=None, steps: int | None = None,
-          batchnorm=(), batchnorm_weight: float | None = None) -> Preset:
+          batchnorm=(), batchnorm_weight: float | None = None,
+          likelihood: objectives.Objective | None = None) -> Preset:
   """The preset `name` for a model's input space (and the natural prior, when it uses data),
   with its own number of steps unless `steps` is given. `batchnorm`, the model's BatchNorm
   layers (`Classifier.batchnorm`), adds the BatchNorm prior to the presets that use it, at
-  `batchnorm_weight` (default BATCHNORM_WEIGHT; 0: never; given, to any preset)."""
+  `batchnorm_weight` (default BATCHNORM_WEIGHT; 0: never; given, to any preset). `likelihood`
+  replaces the data-free preset's target log-probability (soft targets)."""
   spec = get(name)
   spec.check(space)
   if spec.uses_data and prior is None:
     raise JinvertError(f"the {name} preset needs its prior (jinvert.priors.load)")
-  preset = spec.build(space, prior, steps or spec.steps)
+  if likelihood is not None:
+    if name != "data-free":
+      raise JinvertError(f"soft targets are for the data-free preset, not {name}")
+    preset = _data_free_for(space, steps or spec.steps, likelihood)
+  else:
+    preset = spec.build(space, prior, steps or spec.steps)
   if batchnorm_weight is None:
     batchnorm_weight = BATCHNORM_WEIGHT if spec.batchnorm_prior and batchnorm else 0.0
   if batchnorm_weight:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jinvert import checkpoint, distill, models, presets
+from jinvert import checkpoint, distill, models, objectives, presets
 from jinvert.objectives import Context
 from conftest import write_tiny_dataset
 from contract import assert_refused, run, save
@@ -23,9 +23,11 @@ def work(tmp_path, monkeypatch, isolated_env):
   return tmp_path
 
 
-def test_distills_with_every_data_source_unreachable(work, capsys, monkeypatch):
+@pytest.mark.parametrize("soft", [[], ["--soft-targets"]])
+def test_distills_with_every_data_source_unreachable(work, capsys, monkeypatch, soft):
   """JINVERT_DATA empty, the cache empty, offline, no Debian folder: synthesis and training
-  run; the data is asked for only after the student is trained, and then found nowhere."""
+  run (with one-hot or soft targets); the data is asked for only after the student is
+  trained, and then found nowhere."""
   (work / "empty").mkdir()
   monkeypatch.setenv("JINVERT_DATA", str(work / "empty"))
   calls = []
@@ -44,10 +46,11 @@ def test_distills_with_every_data_source_unreachable(work, capsys, monkeypatch):
   monkeypatch.setattr(distill, "distill", recorded_distill)
   monkeypatch.setattr("jinvert.data.load_dataset", recorded_load)
   code, out, err = run(capsys, "distill", "teacher.msgpack", "--student", "mnist-mlp", *SMALL,
-                       "--out", "student.msgpack")
+                       *soft, "--out", "student.msgpack")
   assert code == 0, err
   assert calls == ["distill started", "student trained", "data asked for"]
   summary = json.loads(out.splitlines()[-1])
+  assert summary["soft_targets"] is bool(soft)
   assert summary["student_test_accuracy"] is None and summary["uses_data"] is False
   assert set(summary) >= {"teacher", "teacher_test_accuracy", "student", "student_test_accuracy",
                           "images", "preset", "synth_seconds", "train_seconds", "checkpoint"}
@@ -161,6 +164,8 @@ def test_kd_loss_is_the_tempered_kl():
      "rounds must be from 1 to 2"),
     (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "10000000000"],
      "argument --images: must be a whole number from 1"),
+    (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "20", "--preset", "raw",
+      "--soft-targets"], "--soft-targets is for the data-free preset, not raw"),
 ])
 def test_bad_input(work, capsys, argv, fragment):
   assert_refused(capsys, work, argv + ["--out", "s.msgpack"], fragment)
@@ -203,6 +208,9 @@ def test_an_onnx_teacher_from_torch_distills_into_a_zoo_student(work, capsys):
 
 def test_onnx_teachers_the_student_cannot_learn_from_are_refused(work, capsys):
   _onnx_teacher(work / "t.onnx")
+  assert_refused(capsys, work, ["distill", "t.onnx", "--student", "lenet5-half", *SMALL,
+                                "--soft-targets", "--out", "s.msgpack"],
+                 "--soft-targets: TEACHER t.onnx has no final dense layer 'out'")
   _onnx_teacher(work / "grid.onnx", ("N", 2, 5), reshape_to=[-1, 2, 5])
   assert_refused(capsys, work, ["distill", "t.onnx", "--student", "color-cnn", *SMALL,
                                 "--out", "s.msgpack"],
@@ -211,3 +219,48 @@ def test_onnx_teachers_the_student_cannot_learn_from_are_refused(work, capsys):
                                 "--out", "s.msgpack"],
                  "grid.onnx: output 'y' has shape (2, 5) per example; jinvert inverts classifiers "
                  "with one vector of outputs")
+
+
+def test_class_similarity_is_the_final_layers_cosine_scaled_per_row():
+  kernel = jax.random.normal(jax.random.key(0), (84, 10))
+  similarity = distill.class_similarity(kernel)
+  unit = kernel / jnp.linalg.norm(kernel, axis=0, keepdims=True)
+  cosine = unit.T @ unit
+  for c in range(10):
+    row = (cosine[c] - cosine[c].min()) / (cosine[c].max() - cosine[c].min())
+    np.testing.assert_allclose(similarity[c], row, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(jnp.diag(similarity), 1.0, rtol=1e-6)  # a class is most like itself
+
+
+def test_soft_targets_are_class_major_distributions_led_by_their_class():
+  similarity = distill.class_similarity(jax.random.normal(jax.random.key(1), (84, 10)))
+  targets = distill.soft_targets(jax.random.key(2), similarity, 2000)
+  assert targets.shape == (2000, 10)
+  np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-5)
+  blocks = targets.reshape(10, 200, 10)
+  assert list(np.asarray(blocks.mean(axis=1).argmax(axis=1))) == list(range(10))
+  # beta 0.1 (each block's second half) concentrates: its largest entries are larger
+  assert float(blocks[:, 100:].max(axis=2).mean()) > float(blocks[:, :100].max(axis=2).mean())
+
+
+def test_soft_synthesis_matches_each_images_own_target(monkeypatch):
+  """Every image matches its own draw, in one call or in pieces of the lanes."""
+  spec = models.get_model("mnist-mlp")
+  params = spec.init_params(jax.random.key(0))
+  # an untrained net's logits span too little to reach near one-hot targets: widen them
+  params["params"]["out"]["kernel"] = 30.0 * params["params"]["out"]["kernel"]
+  apply_fn = models.apply_with_activations(spec.module())
+  targets = distill.soft_targets(
+      jax.random.key(3), distill.class_similarity(params["params"]["out"]["kernel"]), 40)
+  preset = presets.data_free(steps=100, likelihood=-objectives.cross_entropy_to())
+  images, _ = distill.synthesize(apply_fn, params, preset, 40, 10, (28, 28), jax.random.key(4),
+                                 targets=targets)
+  probs = jax.nn.softmax(spec.module().apply(params, jnp.asarray(images)))
+  before = jax.nn.softmax(spec.module().apply(params, jnp.full((40, 28, 28), 0.12)))
+  error = lambda p: float(jnp.mean(jnp.abs(p - targets)))
+  assert error(probs) < 0.5 * error(before), (error(probs), error(before))
+  monkeypatch.setattr(distill, "SOFT_PIECE", 15)  # pieces of 14, 14 and 12 lanes
+  pieced, _ = distill.synthesize(apply_fn, params, preset, 40, 10, (28, 28), jax.random.key(4),
+                                 targets=targets)
+  pieced_probs = jax.nn.softmax(spec.module().apply(params, jnp.asarray(pieced)))
+  assert pieced.shape == images.shape and error(pieced_probs) < 0.5 * error(before)

@@ -22,7 +22,8 @@ def add(commands):
                   "the JSON says so). Without a test set the student is still written and its "
                   "accuracy is null. Progress goes to stderr; the last stdout line is JSON: "
                   "teacher, teacher_test_accuracy, student, student_test_accuracy, images, "
-                  "preset, uses_data, rounds, synth_seconds, train_seconds, checkpoint.")
+                  "preset, soft_targets, uses_data, rounds, synth_seconds, train_seconds, "
+                  "checkpoint.")
   p.add_argument("teacher", metavar="TEACHER",
                  help="a classifier checkpoint (jinvert train) or an .onnx file")
   p.add_argument("--student", required=True, metavar="MODEL",
@@ -37,6 +38,11 @@ def add(commands):
   p.add_argument("--rounds", type=arguments.count, default=1,
                  help="1 (default), or adaptive rounds: each later round adds images where the "
                       "student still disagrees with the teacher, and the student is retrained")
+  p.add_argument("--soft-targets", action="store_true",
+                 help="ZSKD's soft targets (data-free preset only): each image matches its own "
+                      "Dirichlet draw over the classes, concentrated by the classes' similarity "
+                      "in the teacher's final layer, at temperature 20, instead of one class: "
+                      "images between the classes, as a student must learn them (a zoo teacher)")
   p.add_argument("--steps", type=arguments.count, default=36_000,
                  help="student optimiser steps of 100 images (fewer if --images is smaller; "
                       "default 36000)")
@@ -59,6 +65,7 @@ class _Job(NamedTuple):
   uses_data: bool     # the preset reads data (its prior)
   prior: Any          # the prior's params as priors.check found them, or None
   batchnorm_weight: Any  # --batchnorm-prior, checked, or None for the preset's choice
+  similarity: Any     # --soft-targets: the teacher's class similarity, else None
 
 
 def _checked(args) -> _Job:
@@ -89,7 +96,21 @@ def _checked(args) -> _Job:
     prior = priors.check(dataset)
   batchnorm_weight = arguments.batchnorm_weight(args.batchnorm_prior, teacher,
                                                 f"TEACHER {args.teacher}")
-  return _Job(teacher, teacher_fn, student, dataset, uses_data, prior, batchnorm_weight)
+  similarity = _similarity(teacher, args) if args.soft_targets else None
+  return _Job(teacher, teacher_fn, student, dataset, uses_data, prior, batchnorm_weight,
+              similarity)
+
+
+def _similarity(teacher, args):
+  """The teacher's class similarity for --soft-targets, from its final dense layer."""
+  from jinvert import distill
+  if args.preset != "data-free":
+    raise JinvertError(f"--soft-targets is for the data-free preset, not {args.preset}")
+  kernel = teacher.params.get("params", {}).get("out", {}).get("kernel")
+  if kernel is None or kernel.ndim != 2 or kernel.shape[1] != teacher.n_classes:
+    raise JinvertError(f"--soft-targets: TEACHER {args.teacher} has no final dense layer "
+                       "'out' (a zoo classifier's) to read its classes' similarity from")
+  return distill.class_similarity(kernel)
 
 
 def _gray_size(shape):
@@ -141,7 +162,7 @@ def _scores(job: _Job, module, params, data_dir):
 def run(args):
   import jax
 
-  from jinvert import checkpoint, distill, presets, priors
+  from jinvert import checkpoint, distill, objectives, presets, priors
   from jinvert.cli import progress
   from jinvert.files import Outputs
   from jinvert.input_space import InputSpace
@@ -154,8 +175,11 @@ def run(args):
   preset = None
   if args.preset != NOISE:
     prior = priors.load(job.dataset, job.prior, args.data_dir) if job.uses_data else None
+    soft = job.similarity is not None
     preset = presets.build(args.preset, InputSpace(student.input_shape), prior,
-                           batchnorm=teacher.batchnorm, batchnorm_weight=job.batchnorm_weight)
+                           batchnorm=teacher.batchnorm, batchnorm_weight=job.batchnorm_weight,
+                           likelihood=-objectives.cross_entropy_to(
+                               temperature=distill.SOFT_TEMPERATURE) if soft else None)
   module = student.module()
   init_key, run_key = jax.random.split(jax.random.key(args.seed))
   recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images))
@@ -164,11 +188,12 @@ def run(args):
     params, _, seconds = distill.distill(
         job.teacher_fn, teacher.params, module, student.init_params(init_key), args.images,
         teacher.n_classes, student.input_shape, run_key, preset, args.rounds, recipe, on_images,
-        on_steps)
+        on_steps, job.similarity)
   checkpoint.check_finite(params, f"the student {student.name} diverged")
   accuracy, teacher_accuracy = _scores(job, module, params, args.data_dir)
   metadata = {"model": student.name, "init": student.inits[0], "seed": args.seed,
               "recipe": {"distill": dataclasses.asdict(recipe), "preset": args.preset,
+                         "soft_targets": args.soft_targets,
                          "images": args.images, "rounds": args.rounds,
                          "uses_data": job.uses_data},
               "distilled_from": {"checkpoint": str(args.teacher), "model": teacher.name,
@@ -180,6 +205,7 @@ def run(args):
   outputs.commit({out: checkpoint.checkpoint_bytes(params, metadata)})
   return {"teacher": str(args.teacher), "teacher_test_accuracy": teacher_accuracy,
           "student": student.name, "student_test_accuracy": accuracy, "images": args.images,
-          "preset": args.preset, "uses_data": job.uses_data, "rounds": args.rounds,
+          "preset": args.preset, "soft_targets": args.soft_targets, "uses_data": job.uses_data,
+          "rounds": args.rounds,
           "synth_seconds": round(seconds["synth_seconds"], 3),
           "train_seconds": round(seconds["train_seconds"], 3), "checkpoint": str(out)}
