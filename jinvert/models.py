@@ -238,6 +238,9 @@ class ModelSpec:
     report: `report(params) -> dict` of what `jinvert train` adds to its JSON line, if anything.
     batchnorm: {activation: BatchNorm module}: each BatchNorm layer's input, as sown, and the
       module whose running statistics (`batch_stats`) describe it.
+    distill_noise: the standard deviation of the Gaussian noise its batches get when it is a
+      distilled student (`distill.StudentRecipe.noise`): an MLP learns the teacher around the
+      images from it, a convnet learns the noise instead (experiments/RESULTS.md).
   """
   name: str
   make: Callable[[str], nn.Module]
@@ -251,6 +254,7 @@ class ModelSpec:
   n_classes: int = 10
   report: Callable | None = None
   batchnorm: dict = dataclasses.field(default_factory=dict)
+  distill_noise: float = 0.3
 
   def module(self, init: str | None = None) -> nn.Module:
     init = self.inits[0] if init is None else init
@@ -325,11 +329,11 @@ REGISTRY = {
         ModelSpec("lenet5", lambda init: LeNet5(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=256, epochs=10),
                   "LeNet-5 (DAFL's): conv 6-16-120 5x5, dense 84, on MNIST padded to 32x32",
-                  ("lecun",), _LENET_LAYERS),
+                  ("lecun",), _LENET_LAYERS, distill_noise=0.1),
         ModelSpec("lenet5-half", lambda init: LeNet5(width=0.5), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=256, epochs=10),
                   "LeNet-5-half, the data-free students' model: conv 3-8-60 5x5, dense 42",
-                  ("lecun",), _LENET_LAYERS),
+                  ("lecun",), _LENET_LAYERS, distill_noise=0.1),
         ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
                   "the natural preset's prior: a VAE, latent 16", ("lecun",),

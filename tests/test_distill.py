@@ -203,7 +203,8 @@ def test_an_onnx_teacher_from_torch_distills_into_a_zoo_student(work, capsys):
   summary = json.loads(out.splitlines()[-1])
   assert 0.0 <= summary["student_test_accuracy"] <= 1.0
   assert 0.0 <= summary["teacher_test_accuracy"] <= 1.0
-  checkpoint.load_checkpoint("s.msgpack", expect_model="lenet5-half")
+  _, meta = checkpoint.load_checkpoint("s.msgpack", expect_model="lenet5-half")
+  assert meta["recipe"]["distill"]["noise"] == models.get_model("lenet5-half").distill_noise == 0.1
 
 
 def test_onnx_teachers_the_student_cannot_learn_from_are_refused(work, capsys):

@@ -182,7 +182,8 @@ def run(args):
                                temperature=distill.SOFT_TEMPERATURE) if soft else None)
   module = student.module()
   init_key, run_key = jax.random.split(jax.random.key(args.seed))
-  recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images))
+  recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images),
+                                 noise=student.distill_noise)
   with progress.bar("synthesising", args.images, "images") as on_images, \
       progress.bar("training the student", args.rounds * recipe.steps, "steps") as on_steps:
     params, _, seconds = distill.distill(
