@@ -57,7 +57,14 @@ def _patches_conv(lhs, rhs, window_strides, padding, rhs_dilation, dimension_num
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
-  """`lax.conv_general_dilated`, as one matrix product of shifted slices on the CPU."""
+  """`lax.conv_general_dilated`, as one matrix product of shifted slices on the CPU.
+
+  >>> import jax.numpy as jnp
+  >>> x, k = jnp.ones((1, 5, 5, 1)), jnp.ones((3, 3, 1, 2))
+  >>> y = conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  >>> y.shape, float(y[0, 2, 2, 0]), float(y[0, 0, 0, 0])  # 9 taps inside, 4 in a corner
+  ((1, 5, 5, 2), 9.0, 4.0)
+  """
   lax_conv = lambda lhs, rhs: lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
       feature_group_count, batch_group_count, precision, preferred_element_type)
@@ -73,7 +80,12 @@ def max_pool(x, window_dimensions, window_strides=None, padding=None, window_dil
   """`lax.reduce_window(x, -inf, lax.max, window_dimensions, window_strides, padding,
   window_dilation=window_dilation)`, as a reshape and a max where the windows tile `x`
   (strides equal to the window, no padding or dilation, every size divisible), on every
-  platform: the two agree to the bit."""
+  platform: the two agree to the bit.
+
+  >>> import jax.numpy as jnp
+  >>> max_pool(jnp.arange(16.0).reshape(4, 4), (2, 2)).tolist()
+  [[5.0, 7.0], [13.0, 15.0]]
+  """
   window_strides = tuple(window_strides or window_dimensions)
   padding = tuple(map(tuple, padding or ((0, 0),) * x.ndim))
   if (tuple(window_dimensions) != window_strides or any(p != (0, 0) for p in padding)
@@ -87,12 +99,24 @@ def max_pool(x, window_dimensions, window_strides=None, padding=None, window_dil
 
 
 def max_pool_2d(x, size: int = 2):
-  """Non-overlapping `size` x `size` max-pooling of channels-last (..., H, W, C) images."""
+  """Non-overlapping `size` x `size` max-pooling of channels-last (..., H, W, C) images.
+
+  >>> import jax.numpy as jnp
+  >>> max_pool_2d(jnp.ones((3, 28, 28, 16))).shape
+  (3, 14, 14, 16)
+  """
   return max_pool(x, (1,) * (x.ndim - 3) + (size, size, 1))
 
 
 def conv(features: int, kernel_size, **kwargs):
-  """flax's `nn.Conv` with this module's convolution (same parameters, same checkpoints)."""
+  """flax's `nn.Conv` with this module's convolution (same parameters, same checkpoints).
+
+  >>> import jax, jax.numpy as jnp
+  >>> layer = conv(4, (3, 3))
+  >>> params = layer.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))
+  >>> layer.apply(params, jnp.ones((2, 8, 8, 1))).shape
+  (2, 8, 8, 4)
+  """
   import flax.linen as nn
   return nn.Conv(features, kernel_size, conv_general_dilated=conv_general_dilated, **kwargs)
 
