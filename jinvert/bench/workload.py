@@ -53,19 +53,19 @@ def subject(model: str = "mnist-mlp") -> Subject:
   from jinvert import classifiers
   if classifiers.is_onnx(model):
     c = classifiers.load_model(model, "--model")
-    apply_fn, params, shape, classes, name, zoo = (
-        lambda p, x, f=c.apply_fn: f(p, x)[0], c.params, c.input_shape, c.n_classes, c.name,
-        False)
+    found = Subject(c.name, lambda p, x: c.apply_fn(p, x)[0], c.params, tuple(c.input_shape),
+                    zoo=False)
+    classes = c.n_classes
   else:
     spec = models.get_model(model)
     if spec.task != "classifier":
       raise JinvertError(f"--model {model}: an {spec.task} model, not a classifier")
-    apply_fn, params, shape, classes, name, zoo = (
-        spec.module().apply, spec.init_params(jax.random.key(0)), spec.input_shape,
-        spec.n_classes, spec.name, True)
+    found = Subject(spec.name, spec.module().apply, spec.init_params(jax.random.key(0)),
+                    tuple(spec.input_shape))
+    classes = spec.n_classes
   if classes < TARGETS:
     raise JinvertError(f"--model {model}: {classes} classes; the benchmark inverts {TARGETS}")
-  return Subject(name, apply_fn, params, tuple(shape), zoo)
+  return found
 
 
 def workload(model: Subject, restarts: int, steps: int, devices=None):
@@ -90,12 +90,11 @@ def _products(jaxpr) -> list:
   found = []
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == "dot_general":
-      (lc, rc), (lb, _) = eqn.params["dimension_numbers"]
+      (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
       a, b = (v.aval.shape for v in eqn.invars)
       size = lambda shape, axes: math.prod(shape[i] for i in axes)
       free = lambda shape, used: math.prod(d for i, d in enumerate(shape) if i not in used)
-      found.append((size(a, lb), free(a, set(lc) | set(lb)), size(a, lc),
-                    free(b, set(rc) | set(eqn.params["dimension_numbers"][1][1]))))
+      found.append((size(a, lb), free(a, {*lc, *lb}), size(a, lc), free(b, {*rc, *rb})))
     elif eqn.primitive.name == "cond":
       branches = [_products(branch.jaxpr) for branch in eqn.params["branches"]]
       found += max(branches, key=lambda ps: sum(math.prod(p) for p in ps))
