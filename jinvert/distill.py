@@ -72,10 +72,16 @@ def augment(key, x, mixup: float, noise: float):
 
 
 def distill_steps(state, images, teacher_fn, teacher_params, indices, key,
-                  recipe: StudentRecipe):
-  """Runs one student step per row of `indices` with `lax.scan`; returns (state, mean loss)."""
+                  recipe: StudentRecipe, sharding=None):
+  """Runs one student step per row of `indices` with `lax.scan`; returns (state, mean loss).
+
+  With a `sharding` of the batch (`engine.lane_sharding`), each device takes its share of every
+  batch and the gradients are summed across devices, and processes (data parallel)."""
   def step(state, idx):
-    x = augment(jax.random.fold_in(key, state.step), images[idx], recipe.mixup, recipe.noise)
+    x = images[idx]
+    if sharding is not None:
+      x = jax.lax.with_sharding_constraint(x, sharding)
+    x = augment(jax.random.fold_in(key, state.step), x, recipe.mixup, recipe.noise)
     target = teacher_fn(teacher_params, x)
     loss, grads = jax.value_and_grad(
         lambda p: kd_loss(state.apply_fn(p, x), target, recipe.temperature))(state.params)
@@ -103,24 +109,36 @@ def train_student(module, params, images, teacher_fn, teacher_params, key,
   Returns:
     The student's parameters.
   """
-  images = jnp.asarray(images)
   if recipe.batch_size > len(images):
     raise JinvertError(f"batch size {recipe.batch_size} exceeds the {len(images)} transfer images")
+  # data parallel across processes only: within one, a small student's step split over a CPU's
+  # devices ran 4.7x slower (experiments/BENCHMARKS.md)
+  sharding = engine.lane_sharding(recipe.batch_size) if jax.process_count() > 1 else None
+  if sharding is None:
+    images = jnp.asarray(images)
+  else:  # every process holds the transfer set: each device gets its own copy
+    host = np.asarray(images)
+    images = jax.make_array_from_callback(
+        host.shape, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec()),
+        lambda index: host[index])
   # a copy: the compiled steps donate their state, and the caller keeps its own params
   state = train_state.TrainState.create(apply_fn=module.apply, params=jax.tree.map(jnp.array, params),
                                         tx=optax.adam(recipe.learning_rate))
   order_key, noise_key = jax.random.split(key)
-  run = jax.jit(distill_steps, static_argnames=("teacher_fn", "recipe"), donate_argnums=0)
+  run = jax.jit(distill_steps, static_argnames=("teacher_fn", "recipe", "sharding"),
+                donate_argnums=0)
   done = 0
   while done < recipe.steps:
     n = min(chunk_steps, recipe.steps - done)
     indices = train.epoch_indices(jax.random.fold_in(order_key, done), len(images),
                                   recipe.batch_size, n)
-    state, _ = run(state, images, teacher_fn, teacher_params, indices, noise_key, recipe)
+    state, _ = run(state, images, teacher_fn, teacher_params, indices, noise_key, recipe,
+                   sharding)
     done += n
     if on_steps:
       on_steps(n)
-  return state.params
+  # to the host when it spans processes: replicated, every process reads its own copy
+  return state.params if sharding is None else jax.device_get(state.params)
 
 
 @wrap_objective()

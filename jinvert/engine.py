@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jinvert import memory, optimizers, parameterizations, target_kinds
+from jinvert import distributed, memory, optimizers, parameterizations, target_kinds
 from jinvert.errors import JinvertError
 from jinvert.objectives import RESTARTS, TARGETS, Context, Objective
 from jinvert.timing import time_calls
@@ -272,8 +272,10 @@ def lane_keys(key, n_targets: int, restarts: int, sharding=None):
   """One key per (target, restart): the same key and sizes give the same images. With a
   `sharding` (`lane_sharding`, `restart_sharding`), the keys are put there, and the jitted
   inversion given them runs each device's lanes on that device."""
-  keys = jax.random.split(key, n_targets * restarts).reshape(n_targets, restarts)
-  return keys if sharding is None else jax.device_put(keys, sharding)
+  def split(key):
+    return jax.random.split(key, n_targets * restarts).reshape(n_targets, restarts)
+  # made where they live: a sharding may span processes, which no host array can be put on
+  return split(key) if sharding is None else jax.jit(split, out_shardings=sharding)(key)
 
 
 def _abstract_keys(n_targets: int, restarts: int, sharding=None):
@@ -342,7 +344,8 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
 def run_chunks(compiled, params, targets, keys, chunk: int, on_chunk=None):
   """Runs a compiled inversion over the (T, R) lane keys, `chunk` restarts per call.
 
-  Every lane depends only on its own key, so the result equals one call over all R.
+  Every lane depends only on its own key, so the result equals one call over all R. Lanes
+  that span several processes are gathered: every process gets the whole result.
 
   Args:
     compiled: the executable `plan_restarts` returned for chunks of `chunk` restarts.
@@ -358,7 +361,7 @@ def run_chunks(compiled, params, targets, keys, chunk: int, on_chunk=None):
     result, (seconds,) = time_calls(compiled, (params, targets, keys))
     if on_chunk:
       on_chunk(restarts)
-    return result, seconds, 1
+    return distributed.gathered(result), seconds, 1
   pieces, seconds = [], 0.0
   for start in range(0, restarts, chunk):
     part = keys[:, start:start + chunk]
@@ -366,7 +369,7 @@ def run_chunks(compiled, params, targets, keys, chunk: int, on_chunk=None):
       part = jnp.concatenate([part, jnp.repeat(part[:, -1:], chunk - part.shape[1], 1)], 1)
     part = jax.device_put(part, keys.sharding)  # where the executable expects its keys
     result, (s,) = time_calls(compiled, (params, targets, part))
-    pieces.append(jax.device_get(result))
+    pieces.append(jax.device_get(distributed.gathered(result)))
     seconds += s
     if on_chunk:
       on_chunk(min(chunk, restarts - start))

@@ -272,15 +272,20 @@ class Outputs:
 
   Args:
     inputs: the command's input files; no output may be one of them.
+    writes: False in a process that computes but does not write (a multi-process run's others:
+      their paths are process 0's, on process 0's machine); `add` and `commit` then do nothing.
   """
 
-  def __init__(self, inputs=()):
+  def __init__(self, inputs=(), writes: bool = True):
     self._inputs = [(Path(p), flag) for p, flag in inputs if p]
     self._outputs = {}
+    self.writes = writes
 
   def add(self, text, flag: str) -> Path:
     """Checks one output path (see `check_output_path`) against the inputs and the other
     outputs; returns it as given, as a Path."""
+    if not self.writes:
+      return Path(text)
     path = check_output_path(text, flag)
     for other, other_flag in self._inputs:
       if Path(os.path.abspath(other)) == path or _same_file(other, path):
@@ -295,6 +300,8 @@ class Outputs:
 
   def commit(self, files: dict) -> list:
     """Writes `{declared path: bytes}` together (see `commit`)."""
+    if not self.writes:
+      return [Path(p) for p in files]
     unknown = [str(p) for p in files if Path(os.path.abspath(p)) not in self._outputs]
     if unknown:
       raise ValueError(f"outputs never declared: {unknown}")

@@ -68,7 +68,7 @@ def host_available_bytes() -> int | None:
 def available_bytes(device=None) -> int | None:
   """Bytes free for one computation on `device` (default: the default device), or None when
   nothing says. A device without its own memory statistics (the CPU) uses host memory."""
-  device = device or jax.devices()[0]
+  device = device or jax.local_devices()[0]  # this process's: another's are not readable
   stats = (device.memory_stats() if hasattr(device, "memory_stats") else None) or {}
   if stats.get("bytes_limit"):
     return _cap([stats["bytes_limit"] - stats.get("bytes_in_use", 0)])

@@ -14,6 +14,8 @@ line on stderr, no traceback:
   exit 130 interrupted (Ctrl-C); nothing is half-written.
 Warnings raised while a command runs are printed, one line each, only when it succeeds.
 JAX gets one CPU device per core (`jinvert.devices`; `JAX_NUM_CPU_DEVICES=1` keeps one).
+With `--coordinator`/`--num-processes`/`--process-id` a command is one process of several
+(`cluster`): only process 0 prints its JSON line (which gains `processes`) and writes.
 """
 
 import argparse
@@ -62,12 +64,21 @@ def _out_of_memory(e: BaseException) -> bool:
       and ("RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "OOM" in text))
 
 
+def _lost_peer(e: BaseException) -> bool:
+  text = str(e)
+  return type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError") and (
+      "Gloo" in text or "Connection closed by peer" in text)
+
+
 def failure(e: BaseException, debug: bool) -> tuple:
   """(exit code, one-line message) for an exception that ended a command."""
   if isinstance(e, JinvertError):
     return 2, _one_line(e)
   if isinstance(e, KeyboardInterrupt):
     return 130, "interrupted; no output was written"
+  if _lost_peer(e):
+    return 2, _one_line(f"lost contact with another process of the run ({str(e)[:200]}); it "
+                        "died or was killed, so this one stops")
   if _out_of_memory(e):
     first = _one_line(str(e).splitlines()[0] if str(e) else type(e).__name__)[:160]
     return 2, (f"out of memory ({first}); use fewer restarts, steps, samples or targets, or "
@@ -112,17 +123,33 @@ def main(argv=None) -> int:
   except SystemExit as e:  # a usage error (its line is written) or --help
     return e.code if isinstance(e.code, int) else 2
   debug = getattr(args, "debug", False) or os.environ.get("JINVERT_DEBUG") == "1"
+  from jinvert.cli import cluster
+  several = cluster.requested(args)
+  if several and not cluster.is_child():
+    return cluster.supervise(sys.argv[1:] if argv is None else list(argv), args, debug)
   from jinvert import devices
   devices.use_every_core()  # one CPU device per core, before JAX starts: lanes split over them
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     try:
-      line = json.dumps(args.run(args), allow_nan=False)
+      if several:
+        cluster.join(args)
+      summary = args.run(args)
+      if hasattr(args, "coordinator"):
+        import jax
+        summary["processes"] = jax.process_count()
+        if jax.process_index() != 0:
+          return 0  # process 0 reports
+      line = json.dumps(summary, allow_nan=False)
     except (Exception, KeyboardInterrupt) as e:
       code, message = failure(e, debug)
       if debug and code == 1:
         raise
-      sys.stderr.write(f"jinvert {args.command}: error: {message}\n")
+      where = f"{cluster.who(args)}: " if several else ""
+      sys.stderr.write(f"jinvert {args.command}: error: {where}{message}\n")
+      if several:  # at once: the runtime's shutdown would wait for the others, then abort
+        sys.stderr.flush()
+        os._exit(code)
       return code
   # "always" catches every repeat (torch warns once per compiled step): each is said once
   for message in dict.fromkeys(_one_line(w.message) for w in caught):

@@ -1,6 +1,6 @@
 """`jinvert bench`: the inversion engine against the machine's limits and other ways."""
 
-from jinvert.cli import arguments
+from jinvert.cli import arguments, cluster
 from jinvert.errors import JinvertError
 
 
@@ -31,6 +31,7 @@ def add(commands):
   p.add_argument("--largest-up-to", type=arguments.count, metavar="R_MAX",
                  help="also find the largest R (doubling from --restarts, at most R_MAX) whose "
                       "S-step inversion fits in device memory, running each size once")
+  cluster.add(p)
   p.set_defaults(run=run)
 
 

@@ -5,7 +5,7 @@ import math
 import sys
 from typing import Any, NamedTuple
 
-from jinvert.cli import arguments
+from jinvert.cli import arguments, cluster
 from jinvert.errors import JinvertError
 
 NOISE = "noise"  # the baseline that inverts nothing: uniform noise as the transfer set
@@ -54,6 +54,7 @@ def add(commands):
   p.add_argument("--data-dir", help="where the test set is (else JINVERT_DATA, the cache, a "
                                     "download); read only after the student is trained")
   p.add_argument("--out", required=True, help="the student's checkpoint (.msgpack)")
+  cluster.add(p)
   p.set_defaults(run=run)
 
 
@@ -164,11 +165,12 @@ def run(args):
 
   from jinvert import checkpoint, distill, objectives, presets, priors
   from jinvert.cli import progress
+  from jinvert import distributed
   from jinvert.files import Outputs
   from jinvert.input_space import InputSpace
 
   job = _checked(args)
-  outputs = Outputs(inputs=[(args.teacher, "TEACHER")])
+  outputs = Outputs(inputs=[(args.teacher, "TEACHER")], writes=distributed.is_writer())
   out = outputs.add(args.out, "--out")
   # everything is checked: the work starts; no data is read until the student is trained
   teacher, student = job.teacher, job.student

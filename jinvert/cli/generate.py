@@ -1,6 +1,6 @@
 """`jinvert generate`: sample images of chosen digits from the conditional generator."""
 
-from jinvert.cli import arguments
+from jinvert.cli import arguments, cluster
 
 
 def add(commands):
@@ -18,6 +18,7 @@ def add(commands):
   p.add_argument("--seed", type=arguments.seed, default=0, help="jax.random seed of the latents")
   p.add_argument("--out", required=True, help="output .npz")
   p.add_argument("--png", help="also write a PNG grid, one row per digit")
+  cluster.add(p)
   p.set_defaults(run=run)
 
 
@@ -27,6 +28,7 @@ def run(args):
 
   from jinvert import checkpoint, engine, generate, memory, models, plots
   from jinvert.cli import results
+  from jinvert import distributed
   from jinvert.files import Outputs
   from jinvert.timing import compile_timed, time_calls
 
@@ -42,7 +44,7 @@ def run(args):
   memory.require(engine.result_bytes(n, args.samples, 0, spec.input_shape, spec.n_classes, 0),
                  memory.host_available_bytes(), f"{n} targets x {args.samples:,} samples",
                  "use fewer --samples or --targets")
-  outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT"), (args.classifier, "--classifier")])
+  outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT"), (args.classifier, "--classifier")], writes=distributed.is_writer())
   out = outputs.add(args.out, "--out")
   png = outputs.add(args.png, "--png") if args.png is not None else None
 

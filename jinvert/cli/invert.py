@@ -9,7 +9,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from jinvert.cli import arguments
+from jinvert.cli import arguments, cluster
 from jinvert.errors import JinvertError
 
 HINTS = {"regression": "use jinvert reconstruct", "generator": "use jinvert generate"}
@@ -100,6 +100,7 @@ def add(commands):
   p.add_argument("--out", required=True, help="output .npz")
   p.add_argument("--png", help="also write a PNG: a grid, one row per target (a per-feature "
                                "plot for 1-D inputs; start, after and change with --start)")
+  cluster.add(p)
   p.set_defaults(run=run)
 
 
@@ -260,6 +261,7 @@ def _checked(args) -> _Job:
 
 def _outputs(args):
   """The declared outputs: (Outputs, --out, --png or None)."""
+  from jinvert import distributed
   from jinvert.files import Outputs
   inputs = [(args.checkpoint, "MODEL"), (args.prior, "--prior"),
             (args.target_file, "--target-file")]
@@ -267,7 +269,7 @@ def _outputs(args):
     inputs.append((args.start, "--start"))
   if args.input_range is not None and args.input_range.endswith(".npy"):
     inputs.append((args.input_range, "--input-range"))
-  outputs = Outputs(inputs=inputs)
+  outputs = Outputs(inputs=inputs, writes=distributed.is_writer())
   return (outputs, outputs.add(args.out, "--out"),
           outputs.add(args.png, "--png") if args.png is not None else None)
 
