@@ -16,6 +16,7 @@ Measured results, and the commands for a GPU: experiments/BENCHMARKS.md.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jinvert import engine, memory
 from jinvert.bench import report
@@ -34,7 +35,7 @@ def _checked(model, restarts, steps, device, precision, sizes, repeats, largest_
   if steps <= 0 or repeats <= 0:
     raise JinvertError("steps and repeats must be positive")
   try:
-    target_device = jax.devices(device)[0]
+    target_device = jax.local_devices(backend=device)[0]  # this process's
   except RuntimeError:
     raise JinvertError(f"no {device} device visible to jax (backend {jax.default_backend()})") from None
   restarts = restarts or (4096 if device == "gpu" else 256)
@@ -100,7 +101,13 @@ def _size_table(model, sizes, restarts, steps, repeats, peak, torch, device, dev
       log(f"R={r}: {reason}")
       break
     row["peak_fraction"] = row["gflops"] / peak
-    bound = products_bound(model, TARGETS * r, steps, torch, device, devices)
+    # products split over this process's devices: a bound that needs no other process
+    # with several processes, each one's share of the products on its own devices: a bound
+    # that needs no collective (the lanes need none)
+    share = TARGETS * r // jax.process_count() if TARGETS * r % jax.process_count() == 0 \
+        else TARGETS * r
+    bound = products_bound(model, share, steps, torch, device,
+                           [d for d in devices if d.process_index == jax.process_index()])
     row["products_seconds"] = bound
     row["bound_image_steps_per_s"] = TARGETS * r / min(t for t in bound.values() if t)
     row["bound_fraction"] = row["image_steps_per_s"] / row["bound_image_steps_per_s"]
@@ -193,11 +200,18 @@ def run_benchmark(restarts: int | None = None, steps: int = 200, device: str = "
   model = subject(model)
   restarts, sizes, target_device = _checked(model, restarts, steps, device, precision, sizes,
                                             repeats, largest_up_to)
-  devices = jax.devices(device)
+  devices = jax.devices(device)  # every process's: the workload's lanes split over all
+  if references and jax.process_count() > 1:
+    log(f"a run of {jax.process_count()} processes times jinvert alone: the references (seed "
+        "loops, PyTorch) are one process's, so they are skipped")
+    references = False
   by_size, ratios, differences, drift, largest = {}, {}, None, None, None
   with jax.default_device(target_device), jax.default_matmul_precision(PRECISIONS[precision]):
     peak_n = 8192 if device == "gpu" else 2048
     peak = matmul_peak(peak_n)
+    if jax.process_count() > 1:  # the run's peak: every process's, measured at once, summed
+      from jax.experimental import multihost_utils
+      peak = float(multihost_utils.process_allgather(np.float64(peak)).sum())
     report.header(model.name, steps, target_device.device_kind, jax.default_backend(),
                   jax.__version__, precision, flops_per_image_step(model), peak, peak_n,
                   len(devices), device)

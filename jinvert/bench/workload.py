@@ -238,7 +238,8 @@ def run_size(model: Subject, restarts: int, steps: int, repeats: int, devices=No
   result, times = time_calls(compiled, args, repeats, warmup=True)
   median = statistics.median(times)
   image_steps = TARGETS * restarts * steps
-  peak = memory_stats(next(iter(result.inputs.devices()))).get("peak_bytes_in_use")
+  peak = memory_stats(next(d for d in result.inputs.devices()
+                          if d.process_index == jax.process_index())).get("peak_bytes_in_use")
   return {"restarts": restarts, "steps": steps, "compile_seconds": compile_seconds,
           "seconds_median": median, "seconds_min": min(times), "seconds_max": max(times),
           "image_steps_per_s": image_steps / median,

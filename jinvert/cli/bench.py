@@ -1,5 +1,9 @@
 """`jinvert bench`: the inversion engine against the machine's limits and other ways."""
 
+import contextlib
+import io
+import sys
+
 from jinvert.cli import arguments, cluster
 from jinvert.errors import JinvertError
 
@@ -36,14 +40,17 @@ def add(commands):
 
 
 def run(args):
-  from jinvert import bench
+  from jinvert import bench, distributed
   sizes = None
   if args.sizes is not None:
     sizes = arguments.parse_targets(args.sizes, flag="--sizes", example="1,32,256,1024")
     if 0 in sizes:
       raise JinvertError("--sizes: every size must be at least 1 restart")
-  summary = bench.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
-                                args.repeats, not args.no_references, args.largest_up_to,
-                                model=args.model)
+  writer = distributed.is_writer()  # process 0 prints the tables; the others only compute
+  with contextlib.redirect_stdout(sys.stdout if writer else io.StringIO()):
+    summary = bench.run_benchmark(args.restarts, args.steps, args.device, args.precision, sizes,
+                                  args.repeats, not args.no_references, args.largest_up_to,
+                                  log=bench.log_line if writer else lambda line: None,
+                                  model=args.model)
   summary.pop("sizes")
   return summary
