@@ -29,11 +29,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import serialization
 from flax.training import train_state
 
 from jinvert import engine, memory, optimizers, presets, train
 from jinvert.errors import JinvertError
 from jinvert.objectives import wrap_objective
+
+
+SAVE_EVERY = 3000  # student steps between the training states a work dir keeps
+SYNTH_PIECES = 10  # a work dir keeps the transfer set in this many pieces a round
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +97,8 @@ def distill_steps(state, images, teacher_fn, teacher_params, indices, key,
 
 
 def train_student(module, params, images, teacher_fn, teacher_params, key,
-                  recipe: StudentRecipe = StudentRecipe(), on_steps=None, chunk_steps: int = 600):
+                  recipe: StudentRecipe = StudentRecipe(), on_steps=None, chunk_steps: int = 600,
+                  work=None, name: str = "student", save_every: int = SAVE_EVERY):
   """Trains `params` of `module` to match the teacher on augmented transfer images.
 
   Args:
@@ -105,14 +111,16 @@ def train_student(module, params, images, teacher_fn, teacher_params, key,
     recipe: a StudentRecipe.
     on_steps: called with the number of steps done after each compiled chunk (progress).
     chunk_steps: steps per compiled call.
+    work: a `jinvert.work_dir.WorkDir`: the training state is kept there as `name` every
+      `save_every` steps (at the end of a chunk) and at the end, and training resumes from it.
 
   Returns:
     The student's parameters.
   """
   if recipe.batch_size > len(images):
     raise JinvertError(f"batch size {recipe.batch_size} exceeds the {len(images)} transfer images")
-  # data parallel across processes only: within one, a small student's step split over a CPU's
-  # devices ran 4.7x slower (experiments/BENCHMARKS.md)
+  # data parallel across processes only: within one, mnist-mlp's step split over 2 CPU devices
+  # ran 1.2x slower than on one (experiments/BENCHMARKS.md)
   sharding = engine.lane_sharding(recipe.batch_size) if jax.process_count() > 1 else None
   if sharding is None:
     images = jnp.asarray(images)
@@ -128,6 +136,12 @@ def train_student(module, params, images, teacher_fn, teacher_params, key,
   run = jax.jit(distill_steps, static_argnames=("teacher_fn", "recipe", "sharding"),
                 donate_argnums=0)
   done = 0
+  kept = work.load(name) if work is not None else None
+  if kept is not None:  # every step after it depends on the state and the step count alone
+    state = serialization.from_bytes(state, kept["state"].tobytes())
+    done = int(kept["done"])
+    if on_steps:
+      on_steps(done)
   while done < recipe.steps:
     n = min(chunk_steps, recipe.steps - done)
     indices = train.epoch_indices(jax.random.fold_in(order_key, done), len(images),
@@ -137,8 +151,14 @@ def train_student(module, params, images, teacher_fn, teacher_params, key,
     done += n
     if on_steps:
       on_steps(n)
-  # to the host when it spans processes: replicated, every process reads its own copy
-  return state.params if sharding is None else jax.device_get(state.params)
+    if work is not None and (done // save_every > (done - n) // save_every or done == recipe.steps):
+      work.save(name, {"state": np.frombuffer(serialization.to_bytes(state), np.uint8),
+                       "done": np.int64(done)})
+  # waited for: the chunks are dispatched ahead, and a caller timing training must not stop the
+  # clock while they still run; to the host when it spans processes (every process reads its
+  # own replicated copy)
+  params = jax.block_until_ready(state.params)
+  return params if sharding is None else jax.device_get(params)
 
 
 @wrap_objective()
@@ -163,7 +183,7 @@ def with_student(teacher_apply: Callable, student_apply: Callable) -> Callable:
 
 def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_images: int,
                n_classes: int, input_shape, key, max_chunk: int | None = None, on_images=None,
-               targets=None):
+               targets=None, cached=None, prefix: str = "images"):
   """A class-balanced transfer set: `n_images / n_classes` inversions of every class, or of
   each of `targets`' distributions (`soft_targets`) for a preset whose objective reads one.
 
@@ -179,6 +199,8 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
       same whatever the chunk (each image depends only on its own key).
     on_images: called with the number of images done after each call (progress).
     targets: (n_images, n_classes) target distributions, class-major, or None.
+    cached: a `jinvert.work_dir.WorkDir`'s `cached`: the set is made in SYNTH_PIECES pieces (at
+      most), each kept under `prefix` and read back when a killed run starts again.
 
   Returns:
     (images (n_images, *input_shape), class-major: every class's images in turn; seconds).
@@ -201,12 +223,18 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
     if tuple(targets.shape) != (n_images, n_classes):
       raise JinvertError(f"soft targets shaped {tuple(targets.shape)}, expected "
                          f"({n_images}, {n_classes})")
-    images, seconds = _synthesize_soft(run, params, jnp.asarray(targets), key, on_images)
+    images, seconds = _synthesize_soft(run, params, jnp.asarray(targets), key, on_images,
+                                       cached, prefix)
     return images.reshape(shape), seconds
+  piece = None
+  if cached is not None:
+    max_chunk = min(max_chunk or per_class, -(-per_class // SYNTH_PIECES))
+    piece = engine.chunk_cache(cached, prefix)
   result, timing = engine.run_planned(
       run, params, jnp.arange(n_classes), key, per_class,
       engine.lane_sharding(n_classes),  # classes over devices; restarts in chunks
-      max_chunk=max_chunk, on_chunk=(lambda r: on_images(r * n_classes)) if on_images else None)
+      max_chunk=max_chunk, on_chunk=(lambda r: on_images(r * n_classes)) if on_images else None,
+      piece=piece)
   return np.asarray(result.inputs).reshape(shape), timing["seconds"]
 
 
@@ -244,21 +272,26 @@ def soft_targets(key, similarity, n_images: int, betas=SOFT_BETAS) -> jax.Array:
   return jnp.concatenate(draws)
 
 
-def _synthesize_soft(run, params, targets, key, on_images):
-  """Every image its own target: the lanes are the targets, in pieces of SOFT_PIECE."""
+def _synthesize_soft(run, params, targets, key, on_images, cached=None, prefix="images"):
+  """Every image its own target: the lanes are the targets, in pieces of SOFT_PIECE (each kept
+  through `cached` under `prefix`, when given)."""
   n = len(targets)
   pieces = -(-n // SOFT_PIECE)
   size = -(-n // pieces)
-  images, seconds = [], 0.0
+  images, seconds = [], [0.0]
   for i, start in enumerate(range(0, n, size)):
     piece = targets[start:start + size]
-    result, timing = engine.run_planned(run, params, piece, jax.random.fold_in(key, i), 1,
-                                        engine.lane_sharding(len(piece), 1))
-    images.append(np.asarray(result.inputs)[:, 0])
-    seconds += timing["seconds"]
+
+    def compute(i=i, piece=piece):
+      result, timing = engine.run_planned(run, params, piece, jax.random.fold_in(key, i), 1,
+                                          engine.lane_sharding(len(piece), 1))
+      seconds[0] += timing["seconds"]
+      return {"inputs": np.asarray(result.inputs)[:, 0]}
+    found = compute() if cached is None else cached(f"{prefix}-soft{size}-{i:06d}", compute)
+    images.append(found["inputs"])
     if on_images:
       on_images(len(piece))
-  return np.concatenate(images), seconds
+  return np.concatenate(images), seconds[0]
 
 
 def round_sizes(n_images: int, n_classes: int, rounds: int) -> list:
@@ -272,7 +305,7 @@ def round_sizes(n_images: int, n_classes: int, rounds: int) -> list:
 def distill(teacher_apply: Callable, teacher_params, student_module, student_params,
             n_images: int, n_classes: int, input_shape, key, preset: presets.Preset | None,
             rounds: int = 1, recipe: StudentRecipe = StudentRecipe(), on_images=None,
-            on_steps=None, similarity=None):
+            on_steps=None, similarity=None, work=None, save_every: int = SAVE_EVERY):
   """The whole data-free distillation: synthesise, train, and (rounds > 1) synthesise again
   where the student still disagrees with the teacher, retraining from the same start each round.
 
@@ -288,6 +321,9 @@ def distill(teacher_apply: Callable, teacher_params, student_module, student_par
     on_images, on_steps: progress callbacks (images synthesised, student steps done).
     similarity: the teacher's class similarity (`class_similarity`) for soft targets (every
       image matches its own `soft_targets` draw; `preset` must read one), or None.
+    work: a `jinvert.work_dir.WorkDir` keeping every round's transfer set in pieces and its
+      student every `save_every` steps: a killed run started again with it resumes, and ends
+      with the same student, bit for bit on one backend.
 
   Returns:
     (student params, the transfer images, {"synth_seconds", "train_seconds"}).
@@ -302,18 +338,20 @@ def distill(teacher_apply: Callable, teacher_params, student_module, student_par
     t0 = time.perf_counter()
     targets = None if similarity is None or preset is None else soft_targets(
         jax.random.fold_in(synth_key, 1), similarity, size)
+    keep = dict(cached=work.cached if work is not None else None, prefix=f"round{r}-images")
     if r == 0 or preset is None:
       images, _ = synthesize(teacher_apply, teacher_params, preset, size, n_classes, input_shape,
-                             synth_key, on_images=on_images, targets=targets)
+                             synth_key, on_images=on_images, targets=targets, **keep)
     else:
       competing = preset._replace(objective=preset.objective + disagreement(recipe.temperature))
       images, _ = synthesize(with_student(teacher_apply, student_module.apply),
                              (teacher_params, params), competing, size, n_classes, input_shape,
-                             synth_key, on_images=on_images, targets=targets)
+                             synth_key, on_images=on_images, targets=targets, **keep)
     pieces.append(images)
     t1 = time.perf_counter()
     params = train_student(student_module, student_params, np.concatenate(pieces), logits,
-                           teacher_params, train_key, recipe, on_steps)
+                           teacher_params, train_key, recipe, on_steps, work=work,
+                           name=f"round{r}-student", save_every=save_every)
     seconds["synth_seconds"] += t1 - t0
     seconds["train_seconds"] += time.perf_counter() - t1
   return params, np.concatenate(pieces), seconds

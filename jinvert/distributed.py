@@ -104,3 +104,18 @@ def gathered(tree):
   return jax.tree.map(
       lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True))
       if isinstance(a, jax.Array) and not a.is_fully_addressable else a, tree)
+
+
+def from_process_0(data: bytes | None) -> bytes | None:
+  """Process 0's `data` (bytes, or None) on every process (a collective: every process calls
+  it; the others' `data` is ignored). A work dir then lives on process 0's machine alone."""
+  from jax.experimental import multihost_utils
+  if jax.process_count() == 1:
+    return data
+  mine = jax.process_index() == 0
+  size = int(multihost_utils.broadcast_one_to_all(np.int32(len(data) if mine and data is not None
+                                                           else -1)))
+  if size < 0:
+    return None
+  buffer = np.frombuffer(data, np.uint8) if mine else np.zeros(size, np.uint8)
+  return np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes()

@@ -341,7 +341,7 @@ def plan_restarts(run, params, targets, restarts: int, device_bytes=None, host_b
     chunk = max(1, min(chunk - 1, int(device_bytes / (need / chunk))))
 
 
-def run_chunks(compiled, params, targets, keys, chunk: int, on_chunk=None):
+def run_chunks(compiled, params, targets, keys, chunk: int, on_chunk=None, piece=None):
   """Runs a compiled inversion over the (T, R) lane keys, `chunk` restarts per call.
 
   Every lane depends only on its own key, so the result equals one call over all R. Lanes
@@ -352,28 +352,42 @@ def run_chunks(compiled, params, targets, keys, chunk: int, on_chunk=None):
     params, targets, keys: its arguments, keys for all R restarts.
     chunk: restarts per call.
     on_chunk: called with the number of restarts done after each call (for progress).
+    piece: `piece(start, chunk, call) -> InversionResult` for the chunk from restart `start`,
+      where `call()` computes it: a chunk kept by an earlier run is read instead (`chunk_cache`).
 
   Returns:
     (InversionResult over all R restarts, seconds spent in the calls, number of calls).
   """
   restarts = keys.shape[1]
-  if chunk == restarts:
+  if chunk == restarts and piece is None:
     result, (seconds,) = time_calls(compiled, (params, targets, keys))
     if on_chunk:
       on_chunk(restarts)
     return distributed.gathered(result), seconds, 1
-  pieces, seconds = [], 0.0
+  pieces, seconds = [], [0.0]
   for start in range(0, restarts, chunk):
-    part = keys[:, start:start + chunk]
-    if part.shape[1] < chunk:  # pad the last chunk: one executable serves every chunk
-      part = jnp.concatenate([part, jnp.repeat(part[:, -1:], chunk - part.shape[1], 1)], 1)
-    part = jax.device_put(part, keys.sharding)  # where the executable expects its keys
-    result, (s,) = time_calls(compiled, (params, targets, part))
-    pieces.append(jax.device_get(distributed.gathered(result)))
-    seconds += s
+    def call(start=start):
+      part = keys[:, start:start + chunk]
+      if part.shape[1] < chunk:  # pad the last chunk: one executable serves every chunk
+        part = jnp.concatenate([part, jnp.repeat(part[:, -1:], chunk - part.shape[1], 1)], 1)
+      part = jax.device_put(part, keys.sharding)  # where the executable expects its keys
+      result, (s,) = time_calls(compiled, (params, targets, part))
+      seconds[0] += s
+      return jax.device_get(distributed.gathered(result))
+    pieces.append(call() if piece is None else piece(start, chunk, call))
     if on_chunk:
       on_chunk(min(chunk, restarts - start))
-  return _gather(pieces, restarts), seconds, len(pieces)
+  return _gather(pieces, restarts), seconds[0], len(pieces)
+
+
+def chunk_cache(cached: Callable, prefix: str) -> Callable:
+  """A `piece` for `run_chunks` that keeps every chunk through `cached(name, compute)` (a
+  `jinvert.work_dir.WorkDir`'s), named by `prefix`, the chunk size and its first restart."""
+  def piece(start, chunk, call):
+    def compute():
+      return {k: v for k, v in call()._asdict().items() if v is not None}
+    return InversionResult(**cached(f"{prefix}-chunk{chunk}-from{start:09d}", compute))
+  return piece
 
 
 def _gather(pieces, restarts: int) -> InversionResult:
@@ -389,7 +403,7 @@ def _gather(pieces, restarts: int) -> InversionResult:
 def run_planned(run, params, targets, key, restarts: int, sharding=None, *, fall_back=False,
                 device_bytes=None, host_bytes=None, max_chunk: int | None = None,
                 chunkable: bool = True, on_plan: Callable | None = None,
-                on_chunk: Callable | None = None):
+                on_chunk: Callable | None = None, piece: Callable | None = None):
   """Plans, keys and runs a jitted inversion (`make_inversion`) over T targets x R restarts.
 
   Compiled for all R restarts, or for the largest equal chunk that fits in memory
@@ -406,6 +420,7 @@ def run_planned(run, params, targets, key, restarts: int, sharding=None, *, fall
     device_bytes, host_bytes, max_chunk, chunkable: as for `plan_restarts`.
     on_plan: called with the number of calls planned, before any runs.
     on_chunk: called with the number of restarts done after each call.
+    piece: keeps each chunk (`run_chunks`, `chunk_cache`).
 
   Returns:
     (InversionResult, {"compile_seconds", "seconds", "chunks", "devices"}).
@@ -424,7 +439,7 @@ def run_planned(run, params, targets, key, restarts: int, sharding=None, *, fall
     on_plan(-(-restarts // chunk))
   compile_seconds = time.perf_counter() - t0
   keys = lane_keys(key, len(targets), restarts, sharding)
-  result, seconds, chunks = run_chunks(compiled, params, targets, keys, chunk, on_chunk)
+  result, seconds, chunks = run_chunks(compiled, params, targets, keys, chunk, on_chunk, piece)
   return result, {"compile_seconds": compile_seconds, "seconds": seconds, "chunks": chunks,
                   "devices": 1 if sharding is None else len(sharding.device_set)}
 
@@ -435,7 +450,8 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
                  parameterization: parameterizations.Parameterization | None = None,
                  transform: Callable | None = None, record_every: int = 1,
                  record_inputs: bool = False, shard: bool | None = None, device_bytes=None,
-                 host_bytes=None, on_steps: Callable | None = None):
+                 host_bytes=None, on_steps: Callable | None = None,
+                 piece: Callable | None = None):
   """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds", "chunks",
   "devices"}).
 
@@ -444,7 +460,7 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
   estimate, the restarts run in chunks that do, with the same results (`plan_restarts`), unless
   the objective compares them (`Objective.couples_restarts`).
   `on_steps(n)` is called as the steps advance, `steps` in all over however many calls (a
-  progress bar).
+  progress bar). `piece` keeps each chunk so that a killed run resumes (`chunk_cache`).
   """
   targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
   calls = [1]  # known once planned; the compiled loop's reports are scaled by it
@@ -460,7 +476,7 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
   return run_planned(run, params, targets, key, restarts, sharding, fall_back=shard is None,
                      device_bytes=device_bytes, host_bytes=host_bytes,
                      chunkable=not objective.couples_restarts,
-                     on_plan=lambda n: calls.__setitem__(0, n))
+                     on_plan=lambda n: calls.__setitem__(0, n), piece=piece)
 
 
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,

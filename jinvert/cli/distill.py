@@ -5,7 +5,7 @@ import math
 import sys
 from typing import Any, NamedTuple
 
-from jinvert.cli import arguments, cluster
+from jinvert.cli import arguments, cluster, resume
 from jinvert.errors import JinvertError
 
 NOISE = "noise"  # the baseline that inverts nothing: uniform noise as the transfer set
@@ -13,6 +13,7 @@ NOISE = "noise"  # the baseline that inverts nothing: uniform noise as the trans
 
 def add(commands):
   from jinvert import presets, priors
+  from jinvert.distill import SAVE_EVERY
   p = commands.add_parser(
       "distill", help="train a student from a teacher's inversions alone (data-free distillation)",
       description="Synthesise a class-balanced transfer set from TEACHER alone, train a fresh "
@@ -54,6 +55,12 @@ def add(commands):
   p.add_argument("--data-dir", help="where the test set is (else JINVERT_DATA, the cache, a "
                                     "download); read only after the student is trained")
   p.add_argument("--out", required=True, help="the student's checkpoint (.msgpack)")
+  resume.add(p, "the run's finished pieces (the transfer set in pieces, the student's training "
+                 "state every --save-every steps)")
+  p.add_argument("--save-every", type=arguments.count, metavar="STEPS",
+                 help=f"with --work-dir: student steps between kept training states (default "
+                      f"{SAVE_EVERY}; kept at the end of the 600-step compiled chunk that "
+                      "reaches each multiple)")
   cluster.add(p)
   p.set_defaults(run=run)
 
@@ -172,6 +179,7 @@ def run(args):
   job = _checked(args)
   outputs = Outputs(inputs=[(args.teacher, "TEACHER")], writes=distributed.is_writer())
   out = outputs.add(args.out, "--out")
+  work = resume.work_dir(args, args.teacher)
   # everything is checked: the work starts; no data is read until the student is trained
   teacher, student = job.teacher, job.student
   preset = None
@@ -191,7 +199,7 @@ def run(args):
     params, _, seconds = distill.distill(
         job.teacher_fn, teacher.params, module, student.init_params(init_key), args.images,
         teacher.n_classes, student.input_shape, run_key, preset, args.rounds, recipe, on_images,
-        on_steps, job.similarity)
+        on_steps, job.similarity, work, args.save_every or distill.SAVE_EVERY)
   checkpoint.check_finite(params, f"the student {student.name} diverged")
   accuracy, teacher_accuracy = _scores(job, module, params, args.data_dir)
   metadata = {"model": student.name, "init": student.inits[0], "seed": args.seed,

@@ -9,7 +9,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from jinvert.cli import arguments, cluster
+from jinvert.cli import arguments, cluster, resume
 from jinvert.errors import JinvertError
 
 HINTS = {"regression": "use jinvert reconstruct", "generator": "use jinvert generate"}
@@ -100,6 +100,8 @@ def add(commands):
   p.add_argument("--out", required=True, help="output .npz")
   p.add_argument("--png", help="also write a PNG: a grid, one row per target (a per-feature "
                                "plot for 1-D inputs; start, after and change with --start)")
+  resume.add(p, "every finished chunk of restarts (when the search runs in several: see "
+                "'chunks' in the JSON)")
   cluster.add(p)
   p.set_defaults(run=run)
 
@@ -293,6 +295,7 @@ def run(args):
 
   job = _checked(args)
   outputs, out, png = _outputs(args)
+  work = resume.work_dir(args, args.checkpoint)
   # everything is checked: the work starts
   preset = _preset(job, args)
   objective = job.objective or preset.objective
@@ -304,7 +307,8 @@ def run(args):
         job.model_fn, job.clf.params, objective, job.targets, key=jax.random.key(args.seed),
         input_shape=job.clf.input_shape, restarts=job.restarts, steps=job.steps,
         optimizer=preset.optimizer, parameterization=preset.parameterization,
-        transform=preset.transform, on_steps=advance)
+        transform=preset.transform, on_steps=advance,
+        piece=None if work is None else engine.chunk_cache(work.cached, "restarts"))
   results.check_finite(result.inputs, result.outputs, f"the inversion ({job.preset} preset, "
                        f"{job.steps} steps)")
   return _report(job, args, objective, result, timing, outputs, out, png)
