@@ -30,8 +30,9 @@ from jinvert.version import __version__  # noqa: F401 (in __all__)
 # Imported when first used (PEP 562): `import jinvert` starts no JAX, so the command line can set
 # up its devices and its Ctrl-C handling before the heavy imports, and `import jinvert.errors`
 # stays cheap.
-_MODULES = ("checkpoint", "convolution", "data", "distill", "metrics", "models", "objectives",
-            "parameterizations", "plots", "presets", "priors", "train", "transforms")
+_MODULES = ("checkpoint", "convolution", "data", "distill", "distributed", "metrics", "models",
+            "objectives", "parameterizations", "plots", "presets", "priors", "train",
+            "transforms", "work_dir")
 _NAMES = {"Classifier": "classifiers", "load_model": "classifiers", "InversionResult": "engine",
           "invert": "engine", "make_inversion": "engine", "timed_invert": "engine",
           "JinvertError": "errors", "InputSpace": "input_space", "Objective": "objectives",

@@ -229,3 +229,17 @@ def test_invert_in_chunks_resumes_from_its_work_dir(folder, monkeypatch, capsys)
   assert chunks[1].exists()
   np.testing.assert_array_equal(np.load(folder / "a.npz")["images"],
                                 np.load(folder / "b.npz")["images"])
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--num-processes", "2"], "needs --coordinator HOST:PORT, --num-processes N and --process-id"),
+    (["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "2"],
+     "--process-id must be from 0 to 1"),
+    (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
+])
+def test_flags_that_do_not_describe_a_run_are_one_line(folder, flags, fragment):
+  proc = subprocess.run([sys.executable, "-m", "jinvert", "invert", "teacher.msgpack", "--out",
+                         "x.npz", *flags], cwd=folder, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2 and proc.stdout == ""
+  assert proc.stderr.count("\n") == 1 and fragment in proc.stderr, proc.stderr
+  assert not (folder / "x.npz").exists()

@@ -86,7 +86,8 @@ def diagnosis(log: str, coordinator: str | None) -> str:
   if "PollForError" in text or "Socket closed" in text or "failed to connect" in text.lower():
     return f"lost the coordinator {where} (process 0): it died or was killed, so this one stops"
   fatal = next((line for line in log.splitlines() if line.startswith("F")), "")
-  return f"the JAX runtime stopped this process ({' '.join(fatal.split())[:200] or 'no reason given'})"
+  reason = " ".join(fatal.split())[:200] or "no reason given"
+  return f"the JAX runtime stopped this process ({reason})"
 
 
 def _heartbeat() -> int:

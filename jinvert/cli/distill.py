@@ -24,7 +24,7 @@ def add(commands):
                   "accuracy is null. Progress goes to stderr; the last stdout line is JSON: "
                   "teacher, teacher_test_accuracy, student, student_test_accuracy, images, "
                   "preset, soft_targets, uses_data, rounds, synth_seconds, train_seconds, "
-                  "checkpoint.")
+                  "checkpoint, processes.")
   p.add_argument("teacher", metavar="TEACHER",
                  help="a classifier checkpoint (jinvert train) or an .onnx file")
   p.add_argument("--student", required=True, metavar="MODEL",

@@ -44,7 +44,8 @@ def run(args):
   memory.require(engine.result_bytes(n, args.samples, 0, spec.input_shape, spec.n_classes, 0),
                  memory.host_available_bytes(), f"{n} targets x {args.samples:,} samples",
                  "use fewer --samples or --targets")
-  outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT"), (args.classifier, "--classifier")], writes=distributed.is_writer())
+  outputs = Outputs(inputs=[(args.checkpoint, "CHECKPOINT"), (args.classifier, "--classifier")],
+                    writes=distributed.is_writer())
   out = outputs.add(args.out, "--out")
   png = outputs.add(args.png, "--png") if args.png is not None else None
 
