@@ -160,6 +160,46 @@ def fourier(shape=(28, 28), decay: float = 1.0, scale: float = 0.01,
   return Parameterization(init, to_input, _identity, f"fourier({shown})")
 
 
+def pyramid(shape=(28, 28), levels: int = 3, scale: float = 0.5,
+            mean: float = -2.0) -> Parameterization:
+  """A one-channel image of `shape` ((H, W), (1, H, W) or (H, W, 1)) as the sum of `levels`
+  images at halving resolutions (28, 14 and 7 for 28x28), each resized to full size, through a
+  sigmoid: x = sigmoid(mean + sum_k up(z_k)).
+
+  A step on a coarse level moves a whole region, so plain gradient steps on a model with no
+  notion of locality (an MLP) still draw connected strokes rather than scattered pixels (what
+  it buys: experiments/RESULTS.md, "Readable data-free images"). Each level starts
+  N(0, `scale`^2); a negative `mean` starts from dark images.
+
+  >>> import jax
+  >>> p = pyramid((1, 28, 28))
+  >>> [z.shape for z in p.init(jax.random.key(0), (1, 28, 28))]
+  [(28, 28), (14, 14), (7, 7)]
+  >>> p.to_input(p.init(jax.random.key(0), (1, 28, 28))).shape
+  (1, 28, 28)
+  """
+  from jinvert.input_space import layout
+  lay = layout(tuple(shape))
+  if lay.kind == "features" or lay.channels != 1:
+    raise JinvertError(f"the pyramid parameterisation draws one-channel images, not inputs of "
+                       f"shape {tuple(shape)}")
+  h, w = (shape[a] for a in lay.spatial_axes)
+
+  def init(key, input_shape):
+    if tuple(input_shape) != tuple(shape):
+      raise JinvertError(f"pyramid parameterisation built for {tuple(shape)}, input is "
+                         f"{tuple(input_shape)}")
+    return [scale * jax.random.normal(k, (-(-h // 2 ** i), -(-w // 2 ** i)))
+            for i, k in enumerate(jax.random.split(key, levels))]
+
+  def to_input(latent):
+    total = sum(jax.image.resize(z, (h, w), "linear") for z in latent)
+    return jax.nn.sigmoid(total + mean).reshape(shape)
+
+  return Parameterization(init, to_input, _identity,
+                          f"pyramid(levels={levels}" + (f", mean={mean:g})" if mean else ")"))
+
+
 def identity_times_m(low: float = 0.0, high: float = 1.0) -> Parameterization:
   """Seed 000's idea, literally: a trainable matrix M between an identity input and the net.
 

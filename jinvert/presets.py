@@ -91,6 +91,21 @@ def data_free(steps: int = 200, learning_rate: float = 0.1, axes=(-2, -1),
                 _robust(axes))
 
 
+def readable(shape=(28, 28), steps: int = 200, learning_rate: float = 0.1, axes=(-2, -1),
+             likelihood: objectives.Objective | None = None) -> Preset:
+  """Nothing but the model, drawn for a person: `data_free`'s objective on a multi-resolution
+  image (`parameterizations.pyramid`, dark), robust to jitter, scale (0.9-1.1), rotation
+  (+-10 degrees) and blur: strokes survive them, a model's shortcut patterns do not. One-channel
+  images of `shape`."""
+  likelihood = objectives.class_log_prob() if likelihood is None else likelihood
+  robust = transforms.compose([transforms.jitter(2, axes),
+                               transforms.random_scale(0.9, 1.1, axes),
+                               transforms.random_rotate(10.0, axes),
+                               transforms.blur(1.0, axes=axes)])
+  return Preset(likelihood - 0.3 * objectives.total_variation(axes=axes) - 0.3 * objectives.l1(),
+                optax.adam(learning_rate), parameterizations.pyramid(shape), steps, robust)
+
+
 def feature_visualisation(shape, objective, steps: int = 256,
                           learning_rate: float = 0.05) -> Preset:
   """Lucid's feature visualisation recipe, dark as `data_free` is: Adam on `objective` over each
@@ -166,6 +181,15 @@ def _needs_images(name: str):
   return check
 
 
+def _needs_gray(name: str):
+  def check(space: InputSpace):
+    _needs_images(name)(space)
+    if space.layout.channels != 1:
+      raise JinvertError(f"the {name} preset draws one-channel images; this model takes "
+                         f"{space.shape}: use the data-free preset")
+  return check
+
+
 def _needs_784_gray(space: InputSpace):
   _needs_images("natural")(space)
   if math.prod(space.shape) != 784 or space.layout.channels != 1:
@@ -206,6 +230,11 @@ REGISTRY = {
         "the model alone: dark, smooth, sparse images robust to jitter and blur (colour: "
         "Lucid's decorrelated Fourier images under its standard transforms)",
         check=_needs_images("data-free"), batchnorm_prior=True),
+    "readable": PresetSpec(
+        lambda space, prior, steps: readable(space.shape, steps, axes=space.layout.spatial_axes),
+        200, "the model alone, drawn for a person: data-free's objective on a multi-resolution "
+        "image, robust to jitter, scale, rotation and blur (one-channel images; an MLP's "
+        "images read far better)", check=_needs_gray("readable"), batchnorm_prior=True),
 }
 
 

@@ -1,6 +1,7 @@
 """Parameterisations: constraints hold at every step, reparameterised boxes hold, gradients."""
 
 import jax
+from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -63,12 +64,14 @@ def test_fourier_and_sigmoid_stay_in_unit_box_and_raise_the_objective():
     assert bool(jnp.all(r.loss_history[-1] < r.loss_history[0]))
 
 
-@pytest.mark.parametrize("make", [lambda: pz.sigmoid(0.5, -2.0), lambda: pz.fourier(SHAPE)])
+@pytest.mark.parametrize("make", [lambda: pz.sigmoid(0.5, -2.0), lambda: pz.fourier(SHAPE),
+                                  lambda: pz.pyramid(SHAPE)])
 def test_to_input_gradient_matches_finite_differences(make, x64):
   param = make()
-  latent = param.init(jax.random.key(2), SHAPE).astype(jnp.float64)
+  latent, unravel = ravel_pytree(jax.tree.map(lambda z: z.astype(jnp.float64),
+                                              param.init(jax.random.key(2), SHAPE)))
   weights = jax.random.normal(jax.random.key(3), SHAPE, jnp.float64)
-  finite_difference_check(lambda z: jnp.sum(weights * param.to_input(z)), latent,
+  finite_difference_check(lambda z: jnp.sum(weights * param.to_input(unravel(z))), latent,
                           jax.random.key(4), rtol=1e-5)
 
 
@@ -89,6 +92,8 @@ def test_decoder_optimises_the_latent_of_any_decode_function():
     (lambda: pz.l2_ball(np.full(SHAPE, np.nan), 1.0), "ball center contains NaN"),
     (lambda: pz.linf_ball(np.zeros(SHAPE), 0.0), "ball radius must be positive"),
     (lambda: pz.fourier((4, 4)).init(jax.random.key(0), (5, 5)), r"built for \(4, 4\)"),
+    (lambda: pz.pyramid((4, 4)).init(jax.random.key(0), (5, 5)), r"built for \(4, 4\)"),
+    (lambda: pz.pyramid((3, 8, 8)), "one-channel images"),
 ])
 def test_bad_parameterisations_are_named(make, message):
   with pytest.raises(JinvertError, match=message):
@@ -136,3 +141,17 @@ def test_colour_fourier_gradient_matches_finite_differences(shape, decorrelate, 
   weights = jax.random.normal(jax.random.key(3), shape, jnp.float64)
   finite_difference_check(lambda z: jnp.sum(weights * param.to_input(z)), latent,
                           jax.random.key(4), rtol=1e-5)
+
+
+def test_a_pyramids_coarse_level_moves_whole_regions():
+  """A step on the coarsest level changes a block of pixels together; on the finest, one
+  pixel; a constant latent is a flat image at sigmoid(mean + levels x constant)."""
+  param = pz.pyramid((1, 28, 28))
+  latent = [jnp.zeros_like(z) for z in param.init(jax.random.key(0), (1, 28, 28))]
+  flat = param.to_input([z + 0.5 for z in latent])
+  np.testing.assert_allclose(flat, jax.nn.sigmoid(-2.0 + 3 * 0.5), rtol=1e-6)
+  base = param.to_input(latent)
+  fine = param.to_input([latent[0].at[10, 10].set(1.0)] + latent[1:]) - base
+  coarse = param.to_input(latent[:2] + [latent[2].at[3, 3].set(1.0)]) - base
+  assert int((jnp.abs(fine) > 1e-6).sum()) == 1
+  assert int((jnp.abs(coarse) > 1e-6).sum()) >= 25  # a 7x7 cell spans 4x4 pixels and their edges

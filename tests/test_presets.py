@@ -29,7 +29,7 @@ def _prior():
 def test_every_preset_builds_for_what_it_accepts_and_names_what_it_refuses(name, space):
   spec = presets.get(name)
   accepts = {"raw": set(SPACES), "data-free": set(SPACES) - {"features"},
-             "natural": {"gray", "chw", "hwc"}}[name]
+             "natural": {"gray", "chw", "hwc"}, "readable": {"gray", "chw", "hwc"}}[name]
   if space not in accepts:
     with pytest.raises(JinvertError, match=f"the {name} preset"):
       presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
