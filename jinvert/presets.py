@@ -97,13 +97,12 @@ def readable(shape=(28, 28), steps: int = 200, learning_rate: float = 0.1, axes=
   image (`parameterizations.pyramid`, dark), robust to jitter, scale (0.9-1.1), rotation
   (+-10 degrees) and blur: strokes survive them, a model's shortcut patterns do not. One-channel
   images of `shape`."""
-  likelihood = objectives.class_log_prob() if likelihood is None else likelihood
   robust = transforms.compose([transforms.jitter(2, axes),
                                transforms.random_scale(0.9, 1.1, axes),
                                transforms.random_rotate(10.0, axes),
                                transforms.blur(1.0, axes=axes)])
-  return Preset(likelihood - 0.3 * objectives.total_variation(axes=axes) - 0.3 * objectives.l1(),
-                optax.adam(learning_rate), parameterizations.pyramid(shape), steps, robust)
+  return data_free(steps, learning_rate, axes, likelihood)._replace(
+      parameterization=parameterizations.pyramid(shape), transform=robust)
 
 
 def feature_visualisation(shape, objective, steps: int = 256,
