@@ -123,3 +123,8 @@ def test_data_free_adds_the_batchnorm_prior_when_the_model_has_batchnorm():
   assert with_bn.objective.couples_restarts
   assert presets.build("data-free", space).objective.name == presets.data_free().objective.name
   assert presets.build("raw", space, batchnorm=layers).objective.name == "class_logit()"
+  # readable's images read worse with it (RESULTS.md): only when asked for
+  readable = presets.readable().objective.name
+  assert presets.build("readable", space, batchnorm=layers).objective.name == readable
+  assert "batchnorm_statistics" in presets.build("readable", space, batchnorm=layers,
+                                                 batchnorm_weight=1.0).objective.name
