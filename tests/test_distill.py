@@ -23,11 +23,12 @@ def work(tmp_path, monkeypatch, isolated_env):
   return tmp_path
 
 
-@pytest.mark.parametrize("soft", [[], ["--soft-targets"], ["--preset", "readable"]])
+@pytest.mark.parametrize("soft", [[], ["--soft-targets"],
+                                  ["--preset", "readable", "--soft-targets"]])
 def test_distills_with_every_data_source_unreachable(work, capsys, monkeypatch, soft):
   """JINVERT_DATA empty, the cache empty, offline, no Debian folder: synthesis and training
-  run (with one-hot or soft targets, or the readable preset); the data is asked for only after
-  the student is trained, and then found nowhere."""
+  run (one-hot or soft targets, and the readable preset's soft targets); the data is asked for
+  only after the student is trained, and then found nowhere."""
   (work / "empty").mkdir()
   monkeypatch.setenv("JINVERT_DATA", str(work / "empty"))
   calls = []
@@ -165,7 +166,7 @@ def test_kd_loss_is_the_tempered_kl():
     (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "10000000000"],
      "argument --images: must be a whole number from 1"),
     (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "20", "--preset", "raw",
-      "--soft-targets"], "--soft-targets is for the data-free preset, not raw"),
+      "--soft-targets"], "--soft-targets is for the data-free and readable presets, not raw"),
 ])
 def test_bad_input(work, capsys, argv, fragment):
   assert_refused(capsys, work, argv + ["--out", "s.msgpack"], fragment)

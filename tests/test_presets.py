@@ -128,3 +128,17 @@ def test_data_free_adds_the_batchnorm_prior_when_the_model_has_batchnorm():
   assert presets.build("readable", space, batchnorm=layers).objective.name == readable
   assert "batchnorm_statistics" in presets.build("readable", space, batchnorm=layers,
                                                  batchnorm_weight=1.0).objective.name
+
+
+def test_soft_targets_replace_the_likelihood_of_the_presets_that_take_them():
+  soft = objectives.cross_entropy_to(temperature=20.0)
+  space = InputSpace((28, 28))
+  assert presets.soft_target_presets() == ["data-free", "readable"]
+  for name in presets.soft_target_presets():
+    own, replaced = presets.build(name, space), presets.build(name, space, likelihood=-soft)
+    assert own.objective.name.startswith("class_log_prob()")
+    expected = own.objective.name.replace("class_log_prob()", (-soft).name)
+    assert replaced.objective.name == expected
+    assert replaced.parameterization.name == own.parameterization.name
+  with pytest.raises(JinvertError, match="soft targets are for the data-free and readable presets"):
+    presets.build("raw", space, likelihood=-soft)

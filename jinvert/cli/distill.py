@@ -40,10 +40,11 @@ def add(commands):
                  help="1 (default), or adaptive rounds: each later round adds images where the "
                       "student still disagrees with the teacher, and the student is retrained")
   p.add_argument("--soft-targets", action="store_true",
-                 help="ZSKD's soft targets (data-free preset only): each image matches its own "
-                      "Dirichlet draw over the classes, concentrated by the classes' similarity "
-                      "in the teacher's final layer, at temperature 20, instead of one class: "
-                      "images between the classes, as a student must learn them (a zoo teacher)")
+                 help="ZSKD's soft targets (data-free and readable presets): each image "
+                      "matches its own Dirichlet draw over the classes, concentrated by the "
+                      "classes' similarity in the teacher's final layer, at temperature 20, "
+                      "instead of one class: images between the classes, as a student must learn "
+                      "them (a zoo teacher)")
   p.add_argument("--steps", type=arguments.count, default=36_000,
                  help="student optimiser steps of 100 images (fewer if --images is smaller; "
                       "default 36000)")
@@ -111,9 +112,10 @@ def _checked(args) -> _Job:
 
 def _similarity(teacher, args):
   """The teacher's class similarity for --soft-targets, from its final dense layer."""
-  from jinvert import distill
-  if args.preset != "data-free":
-    raise JinvertError(f"--soft-targets is for the data-free preset, not {args.preset}")
+  from jinvert import distill, presets
+  if args.preset not in presets.soft_target_presets():
+    raise JinvertError(f"--soft-targets is for the {' and '.join(presets.soft_target_presets())} "
+                       f"presets, not {args.preset}")
   kernel = teacher.params.get("params", {}).get("out", {}).get("kernel")
   if kernel is None or kernel.ndim != 2 or kernel.shape[1] != teacher.n_classes:
     raise JinvertError(f"--soft-targets: TEACHER {args.teacher} has no final dense layer "
