@@ -257,6 +257,13 @@ def soft_target_presets() -> list:
   return [name for name, spec in REGISTRY.items() if spec.soft_targets]
 
 
+def require_soft_targets(name: str, what: str = "soft targets are"):
+  """Refuses soft targets for a preset that takes none, naming those that do."""
+  takers = soft_target_presets()
+  if name not in takers:
+    raise JinvertError(f"{what} for the {' and '.join(takers)} presets, not {name}")
+
+
 def build(name: str, space: InputSpace, prior=None, steps: int | None = None,
           batchnorm=(), batchnorm_weight: float | None = None,
           likelihood: objectives.Objective | None = None) -> Preset:
@@ -270,9 +277,7 @@ def build(name: str, space: InputSpace, prior=None, steps: int | None = None,
   if spec.uses_data and prior is None:
     raise JinvertError(f"the {name} preset needs its prior (jinvert.priors.load)")
   if likelihood is not None:
-    if not spec.soft_targets:
-      raise JinvertError(f"soft targets are for the {' and '.join(soft_target_presets())} "
-                         f"presets, not {name}")
+    require_soft_targets(name)
     preset = spec.build(space, prior, steps or spec.steps, likelihood=likelihood)
   else:
     preset = spec.build(space, prior, steps or spec.steps)

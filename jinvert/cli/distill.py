@@ -113,9 +113,7 @@ def _checked(args) -> _Job:
 def _similarity(teacher, args):
   """The teacher's class similarity for --soft-targets, from its final dense layer."""
   from jinvert import distill, presets
-  if args.preset not in presets.soft_target_presets():
-    raise JinvertError(f"--soft-targets is for the {' and '.join(presets.soft_target_presets())} "
-                       f"presets, not {args.preset}")
+  presets.require_soft_targets(args.preset, "--soft-targets is")
   kernel = teacher.params.get("params", {}).get("out", {}).get("kernel")
   if kernel is None or kernel.ndim != 2 or kernel.shape[1] != teacher.n_classes:
     raise JinvertError(f"--soft-targets: TEACHER {args.teacher} has no final dense layer "
