@@ -1,12 +1,12 @@
 """Readable data-free images (issue 19): two independent judges on every preset's images.
 
 For each MLP teacher (mnist-mlp, r2rt-mlp, fashion-mlp), inverts 10 classes x R restarts with
-the raw, data-free, readable and natural presets and reports the teacher's own confidence (its
-worst class's mean), and how often each judge reads an image as its target (the mean over
-classes, and the worst class). The judges are trained on the real training set with outlier
+the raw, data-free, readable, strokes and natural presets and reports the teacher's own
+confidence (its worst class's mean), and how often each judge reads an image as its target (the
+mean over classes, and the worst class). The judges are trained on the real training set with outlier
 exposure, so that noise is not read as a class: `cnn` (a small convnet) and `judge-resnet` (a
 wider residual convnet); they are loaded from --checkpoints, or trained there when missing.
-Writes a JSON of the rows and a PNG grid per teacher: raw / data-free / readable / natural.
+Writes a JSON of the rows and a PNG grid per teacher, a column group per preset in that order.
 
 Run with JINVERT_DATA set (the judges and the natural prior learn from the data; the data-free
 presets never read it).
@@ -21,7 +21,7 @@ from jinvert import files, plots, presets
 from jinvert.input_space import InputSpace
 
 TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-mnist"}
-PRESETS = ("raw", "data-free", "readable", "natural")
+PRESETS = ("raw", "data-free", "readable", "strokes", "natural")
 
 
 def judges(dataset, checkpoints, data_dir):

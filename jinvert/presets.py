@@ -7,6 +7,8 @@ optimiser and transforms, chosen by measurement (the measurements: experiments/R
                robust to jitter and blur.
   data-free    nothing but the model: dark, smooth, sparse images, robust to jitter and blur;
                colour images as `feature_visualisation` draws them.
+  readable     data-free's objective on a multi-resolution image, robust as a drawing is.
+  strokes      nothing but the model, drawn with four pen strokes: what a person reads best.
   feature_visualisation(shape, objective)  Lucid's recipe for any objective (a channel, a
                neuron, a class): dark decorrelated Fourier images under the standard transforms.
   counterfactual(start)  the smallest change to a real input that makes the target probable.
@@ -97,12 +99,26 @@ def readable(shape=(28, 28), steps: int = 200, learning_rate: float = 0.1, axes=
   image (`parameterizations.pyramid`, dark), robust to jitter, scale (0.9-1.1), rotation
   (+-10 degrees) and blur: strokes survive them, a model's shortcut patterns do not. One-channel
   images of `shape`."""
-  robust = transforms.compose([transforms.jitter(2, axes),
-                               transforms.random_scale(0.9, 1.1, axes),
-                               transforms.random_rotate(10.0, axes),
-                               transforms.blur(1.0, axes=axes)])
   return data_free(steps, learning_rate, axes, likelihood)._replace(
-      parameterization=parameterizations.pyramid(shape), transform=robust)
+      parameterization=parameterizations.pyramid(shape), transform=_as_drawn(axes))
+
+
+def strokes(shape=(28, 28), steps: int = 500, learning_rate: float = 0.05, axes=(-2, -1),
+            likelihood: objectives.Objective | None = None) -> Preset:
+  """Nothing but the model, drawn with a pen: Adam on the target log-probability (or
+  `likelihood`) of an image of four strokes (`parameterizations.strokes`), robust as `readable`
+  is. The strokes are the whole prior: no smoothness or sparsity terms. One-channel images of
+  `shape`."""
+  likelihood = objectives.class_log_prob() if likelihood is None else likelihood
+  return Preset(likelihood, optax.adam(learning_rate), parameterizations.strokes(shape), steps,
+                _as_drawn(axes))
+
+
+def _as_drawn(axes):
+  """Robustness to what a drawing survives: jitter, scale (0.9-1.1), rotation (+-10 degrees)
+  and blur."""
+  return transforms.compose([transforms.jitter(2, axes), transforms.random_scale(0.9, 1.1, axes),
+                             transforms.random_rotate(10.0, axes), transforms.blur(1.0, axes=axes)])
 
 
 def feature_visualisation(shape, objective, steps: int = 256,
@@ -239,6 +255,12 @@ REGISTRY = {
         200, "the model alone, drawn for a person: data-free's objective on a multi-resolution "
         "image, robust to jitter, scale, rotation and blur (one-channel images; an MLP's "
         "images read far better)", check=_needs_gray("readable"), soft_targets=True),
+    "strokes": PresetSpec(
+        lambda space, prior, steps, likelihood=None: strokes(
+            space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood),
+        500, "the model alone, drawn with four pen strokes, robust as readable is: the digits "
+        "that independent classifiers read best (one-channel images; not for textures)",
+        check=_needs_gray("strokes"), soft_targets=True),
     # no BatchNorm prior: on mnist-cnn it costs readable's images 35-38 points of the residual
     # judge's reading (experiments/RESULTS.md, "The BatchNorm prior")
 }
@@ -261,7 +283,8 @@ def require_soft_targets(name: str, what: str = "soft targets are"):
   """Refuses soft targets for a preset that takes none, naming those that do."""
   takers = soft_target_presets()
   if name not in takers:
-    raise JinvertError(f"{what} for the {' and '.join(takers)} presets, not {name}")
+    named = ", ".join(takers[:-1]) + " and " + takers[-1]
+    raise JinvertError(f"{what} for the {named} presets, not {name}")
 
 
 def build(name: str, space: InputSpace, prior=None, steps: int | None = None,

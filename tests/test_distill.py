@@ -24,11 +24,12 @@ def work(tmp_path, monkeypatch, isolated_env):
 
 
 @pytest.mark.parametrize("soft", [[], ["--soft-targets"],
-                                  ["--preset", "readable", "--soft-targets"]])
+                                  ["--preset", "readable", "--soft-targets"],
+                                  ["--preset", "strokes"]])
 def test_distills_with_every_data_source_unreachable(work, capsys, monkeypatch, soft):
   """JINVERT_DATA empty, the cache empty, offline, no Debian folder: synthesis and training
-  run (one-hot or soft targets, and the readable preset's soft targets); the data is asked for
-  only after the student is trained, and then found nowhere."""
+  run (one-hot or soft targets, the readable preset's soft targets, the strokes preset); the
+  data is asked for only after the student is trained, and then found nowhere."""
   (work / "empty").mkdir()
   monkeypatch.setenv("JINVERT_DATA", str(work / "empty"))
   calls = []
@@ -166,7 +167,8 @@ def test_kd_loss_is_the_tempered_kl():
     (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "10000000000"],
      "argument --images: must be a whole number from 1"),
     (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "20", "--preset", "raw",
-      "--soft-targets"], "--soft-targets is for the data-free and readable presets, not raw"),
+      "--soft-targets"],
+     "--soft-targets is for the data-free, readable and strokes presets, not raw"),
 ])
 def test_bad_input(work, capsys, argv, fragment):
   assert_refused(capsys, work, argv + ["--out", "s.msgpack"], fragment)

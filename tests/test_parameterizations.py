@@ -65,7 +65,7 @@ def test_fourier_and_sigmoid_stay_in_unit_box_and_raise_the_objective():
 
 
 @pytest.mark.parametrize("make", [lambda: pz.sigmoid(0.5, -2.0), lambda: pz.fourier(SHAPE),
-                                  lambda: pz.pyramid(SHAPE)])
+                                  lambda: pz.pyramid(SHAPE), lambda: pz.strokes(SHAPE)])
 def test_to_input_gradient_matches_finite_differences(make, x64):
   param = make()
   latent, unravel = ravel_pytree(jax.tree.map(lambda z: z.astype(jnp.float64),
@@ -94,6 +94,8 @@ def test_decoder_optimises_the_latent_of_any_decode_function():
     (lambda: pz.fourier((4, 4)).init(jax.random.key(0), (5, 5)), r"built for \(4, 4\)"),
     (lambda: pz.pyramid((4, 4)).init(jax.random.key(0), (5, 5)), r"built for \(4, 4\)"),
     (lambda: pz.pyramid((3, 8, 8)), "one-channel images"),
+    (lambda: pz.strokes((4, 4)).init(jax.random.key(0), (5, 5)), r"built for \(4, 4\)"),
+    (lambda: pz.strokes((8, 8, 3)), "the strokes parameterisation draws one-channel images"),
 ])
 def test_bad_parameterisations_are_named(make, message):
   with pytest.raises(JinvertError, match=message):
@@ -155,3 +157,40 @@ def test_a_pyramids_coarse_level_moves_whole_regions():
   coarse = param.to_input(latent[:2] + [latent[2].at[3, 3].set(1.0)]) - base
   assert int((jnp.abs(fine) > 1e-6).sum()) == 1
   assert int((jnp.abs(coarse) > 1e-6).sum()) >= 25  # a 7x7 cell spans 4x4 pixels and their edges
+
+
+def _casteljau(control, t):
+  """A Bezier curve's point at t by repeated interpolation (not the Bernstein sum)."""
+  while len(control) > 1:
+    control = [(1 - t) * a + t * b for a, b in zip(control[:-1], control[1:])]
+  return control[0]
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (1, 20, 24)])
+def test_strokes_ink_falls_with_the_distance_to_the_nearest_piece_of_each_curve(shape):
+  """Every pixel against a direct computation: each curve's pieces between de Casteljau points,
+  the distance from the pixel to the nearest, ink exp(-d^2 / 2 sigma^2) x intensity, strokes
+  combined as 1 - prod(1 - ink)."""
+  param = pz.strokes(shape, count=3, points=4, segments=5, width=1.3)
+  latent = param.init(jax.random.key(1), shape)
+  latent["intensity"] = jnp.array([3.0, 0.0, -1.0])
+  h, w = shape[-2:]
+  centre, spread, sigma = np.array([h / 2, w / 2]), min(h, w) / 7, 1.3 * min(h, w) / 28
+  blank = np.ones((h, w))
+  for control, intensity in zip(np.asarray(latent["control"], np.float64), [3.0, 0.0, -1.0]):
+    control = list(centre + spread * control)
+    curve = [_casteljau(control, t) for t in np.linspace(0, 1, 6)]
+    for y in range(h):
+      for x in range(w):
+        p, nearest = np.array([y, x], float), np.inf
+        for a, b in zip(curve[:-1], curve[1:]):
+          u = np.clip(np.dot(p - a, b - a) / np.dot(b - a, b - a), 0, 1)
+          nearest = min(nearest, np.sum((p - a - u * (b - a)) ** 2))
+        blank[y, x] *= 1 - np.exp(-nearest / (2 * sigma ** 2)) / (1 + np.exp(-intensity))
+  image = param.to_input(latent)
+  assert image.shape == shape
+  # float32 rounding of d^2 = |p|^2 - 2 p.a + |a|^2 (terms up to 2 (h^2 + w^2)), times the
+  # ink's slope in d^2, at most 1 / (2 sigma^2)
+  atol = 8 * np.finfo(np.float32).eps * (h * h + w * w) / (2 * sigma ** 2)
+  np.testing.assert_allclose(np.asarray(image).reshape(h, w), 1 - blank, atol=atol)
+  assert float(image.max()) > 0.9  # a stroke at intensity sigmoid(3) = 0.95 crosses the image

@@ -29,7 +29,8 @@ def _prior():
 def test_every_preset_builds_for_what_it_accepts_and_names_what_it_refuses(name, space):
   spec = presets.get(name)
   accepts = {"raw": set(SPACES), "data-free": set(SPACES) - {"features"},
-             "natural": {"gray", "chw", "hwc"}, "readable": {"gray", "chw", "hwc"}}[name]
+             "natural": {"gray", "chw", "hwc"}, "readable": {"gray", "chw", "hwc"},
+             "strokes": {"gray", "chw", "hwc"}}[name]
   if space not in accepts:
     with pytest.raises(JinvertError, match=f"the {name} preset"):
       presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
@@ -133,12 +134,13 @@ def test_data_free_adds_the_batchnorm_prior_when_the_model_has_batchnorm():
 def test_soft_targets_replace_the_likelihood_of_the_presets_that_take_them():
   soft = objectives.cross_entropy_to(temperature=20.0)
   space = InputSpace((28, 28))
-  assert presets.soft_target_presets() == ["data-free", "readable"]
+  assert presets.soft_target_presets() == ["data-free", "readable", "strokes"]
   for name in presets.soft_target_presets():
     own, replaced = presets.build(name, space), presets.build(name, space, likelihood=-soft)
     assert own.objective.name.startswith("class_log_prob()")
     expected = own.objective.name.replace("class_log_prob()", (-soft).name)
     assert replaced.objective.name == expected
     assert replaced.parameterization.name == own.parameterization.name
-  with pytest.raises(JinvertError, match="soft targets are for the data-free and readable presets"):
+  with pytest.raises(JinvertError,
+                     match="soft targets are for the data-free, readable and strokes presets"):
     presets.build("raw", space, likelihood=-soft)
