@@ -52,6 +52,29 @@ class InversionResult(NamedTuple):
   input_history: jax.Array | None = None
 
 
+def keep_surest(result: InversionResult, targets, keep: int) -> InversionResult:
+  """The `keep` restarts of each class target that the model is surest of (the highest
+  probability of the target for the final input), surest first; every field of `result`
+  narrowed to them. Drawing more restarts than wanted and keeping the surest uses nothing but
+  the model: a data-free recipe may (what it buys: experiments/RESULTS.md, "Pen strokes")."""
+  targets = jnp.asarray(targets)
+  restarts = result.inputs.shape[1]
+  if targets.ndim != 1 or not jnp.issubdtype(targets.dtype, jnp.integer):
+    raise JinvertError(f"keep_surest ranks class targets (one index each), not targets of "
+                       f"shape {targets.shape} and type {targets.dtype}")
+  if not 1 <= keep <= restarts:
+    raise JinvertError(f"keep must be from 1 to the {restarts} restarts, got {keep}")
+  sureness = jax.vmap(lambda out, t: jax.nn.softmax(out)[:, t])(result.outputs, targets)
+  order = jnp.argsort(-sureness, axis=1)[:, :keep]
+
+  def narrow(field, axis):
+    if field is None:
+      return None
+    return jax.vmap(lambda x, o: jnp.take(x, o, axis=axis - 1), in_axes=(axis - 1, 0),
+                    out_axes=axis - 1)(field, order)
+  return InversionResult(*(narrow(f, a) for f, a in zip(result, _RESTART_AXIS)))
+
+
 def split_outputs(result) -> tuple:
   """(outputs, activations) of what a model function returned: outputs alone, or the pair."""
   if isinstance(result, tuple):

@@ -10,8 +10,8 @@ from jinvert import memory
 from jinvert import objectives as ob
 from jinvert import parameterizations as pz
 from jinvert import transforms
-from jinvert.engine import (invert, lane_keys, make_inversion, plan_restarts, result_bytes,
-                            split_outputs, outputs_only, timed_invert)
+from jinvert.engine import (invert, keep_surest, lane_keys, make_inversion, plan_restarts,
+                            result_bytes, split_outputs, outputs_only, timed_invert)
 from jinvert.errors import JinvertError
 from conftest import tiny_model
 
@@ -240,3 +240,35 @@ def test_an_objective_reading_a_missing_layer_names_the_layers():
   apply_fn, params = tiny_model(jax.random.key(0))
   with pytest.raises(JinvertError, match="no layer 'conv9'; valid layer names: h_pre, h"):
     _run(apply_fn, params, ob.class_logit() + ob.channel("conv9", 0), jnp.arange(2))
+
+
+def test_keep_surest_keeps_each_targets_most_probable_restarts_in_every_field():
+  """Against a per-target loop: the restarts whose final outputs give the target the highest
+  probability, surest first, and the histories and inputs of those same restarts."""
+  apply_fn, params = tiny_model(jax.random.key(0))
+  targets = jnp.array([2, 0, 3])
+  full = _run(apply_fn, params, ob.class_log_prob(), targets, restarts=6, steps=3,
+              record_inputs=True)
+  kept = keep_surest(full, targets, 4)
+  for t, target in enumerate(np.asarray(targets)):
+    sureness = np.asarray(jax.nn.softmax(full.outputs[t]))[:, target]
+    order = np.argsort(-sureness, kind="stable")[:4]
+    assert len(set(sureness[order])) == 4  # no ties, so the order is one
+    np.testing.assert_array_equal(kept.inputs[t], full.inputs[t][order])
+    np.testing.assert_array_equal(kept.outputs[t], full.outputs[t][order])
+    np.testing.assert_array_equal(kept.loss_history[:, t], full.loss_history[:, t][:, order])
+    np.testing.assert_array_equal(kept.target_prob[:, t], full.target_prob[:, t][:, order])
+    np.testing.assert_array_equal(kept.input_history[:, t], full.input_history[:, t][:, order])
+  assert keep_surest(full._replace(input_history=None), targets, 1).input_history is None
+
+
+@pytest.mark.parametrize("targets,keep,message", [
+    (jnp.array([2, 0, 3]), 7, "keep must be from 1 to the 6 restarts, got 7"),
+    (jnp.array([2, 0, 3]), 0, "keep must be from 1 to the 6 restarts, got 0"),
+    (jnp.ones((3, 4)), 2, r"ranks class targets \(one index each\), not targets of shape \(3, 4\)"),
+])
+def test_keep_surest_refuses_what_it_cannot_rank(targets, keep, message):
+  apply_fn, params = tiny_model(jax.random.key(0))
+  full = _run(apply_fn, params, ob.class_log_prob(), jnp.array([2, 0, 3]), restarts=6, steps=2)
+  with pytest.raises(JinvertError, match=message):
+    keep_surest(full, targets, keep)
