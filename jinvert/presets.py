@@ -8,7 +8,8 @@ optimiser and transforms, chosen by measurement (the measurements: experiments/R
   data-free    nothing but the model: dark, smooth, sparse images, robust to jitter and blur;
                colour images as `feature_visualisation` draws them.
   readable     data-free's objective on a multi-resolution image, robust as a drawing is.
-  strokes      nothing but the model, drawn with four pen strokes: what a person reads best.
+  strokes      nothing but the model, drawn with four pen strokes: the digits independent
+               judges read best.
   feature_visualisation(shape, objective)  Lucid's recipe for any objective (a channel, a
                neuron, a class): dark decorrelated Fourier images under the standard transforms.
   counterfactual(start)  the smallest change to a real input that makes the target probable.
@@ -249,6 +250,8 @@ REGISTRY = {
         "the model alone: dark, smooth, sparse images robust to jitter and blur (colour: "
         "Lucid's decorrelated Fourier images under its standard transforms)",
         check=_needs_images("data-free"), batchnorm_prior=True, soft_targets=True),
+    # no BatchNorm prior: on mnist-cnn it costs readable's images 35-38 points of the residual
+    # judge's reading (experiments/RESULTS.md, "The BatchNorm prior")
     "readable": PresetSpec(
         lambda space, prior, steps, likelihood=None: readable(
             space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood),
@@ -261,8 +264,6 @@ REGISTRY = {
         500, "the model alone, drawn with four pen strokes, robust as readable is: the digits "
         "that independent classifiers read best (one-channel images; not for textures)",
         check=_needs_gray("strokes"), soft_targets=True),
-    # no BatchNorm prior: on mnist-cnn it costs readable's images 35-38 points of the residual
-    # judge's reading (experiments/RESULTS.md, "The BatchNorm prior")
 }
 
 
