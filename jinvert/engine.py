@@ -64,7 +64,7 @@ def keep_surest(result: InversionResult, targets, keep: int) -> InversionResult:
                        f"shape {targets.shape} and type {targets.dtype}")
   if not 1 <= keep <= restarts:
     raise JinvertError(f"keep must be from 1 to the {restarts} restarts, got {keep}")
-  sureness = jax.vmap(lambda out, t: jax.nn.softmax(out)[:, t])(result.outputs, targets)
+  sureness = target_kinds.final_probabilities("class", result.outputs, targets)
   order = jnp.argsort(-sureness, axis=1)[:, :keep]
 
   def narrow(field, axis):
