@@ -3,9 +3,10 @@
 For each MLP teacher (mnist-mlp, r2rt-mlp, fashion-mlp), inverts 10 classes x R restarts with
 the raw, data-free, readable, strokes and natural presets and reports the teacher's own
 confidence (its worst class's mean), and how often each judge reads an image as its target (the
-mean over classes, and the worst class). The judges are trained on the real training set with outlier
-exposure, so that noise is not read as a class: `cnn` (a small convnet) and `judge-resnet` (a
-wider residual convnet); they are loaded from --checkpoints, or trained there when missing.
+mean over classes, and the worst class). The judges are trained on the real training set with
+outlier exposure, so that noise is not read as a class: `cnn` (a small convnet) and
+`judge-resnet` (a wider residual convnet); they are loaded from --checkpoints, or trained there
+when missing.
 The strokes preset runs again with twice the restarts, each class keeping the half the teacher
 is surest of. Writes a JSON of the rows and a PNG grid per teacher, a column group per preset in
 that order (the first restarts of each, unranked).

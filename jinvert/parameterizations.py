@@ -222,7 +222,7 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
 
   Why: four strokes can draw a digit but not the scattered pixel patterns by which an MLP is
   most easily convinced, so what the model is optimised into must be drawn the way a person
-  draws (what it buys: experiments/RESULTS.md, "Readable data-free images"). Control points
+  draws (what it buys: experiments/RESULTS.md, "Pen strokes"). Control points
   start N(centre, (H/7)^2) in pixels; `width` is in pixels of a 28-pixel image and scales with
   the image.
 

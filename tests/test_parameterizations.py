@@ -177,7 +177,8 @@ def test_strokes_ink_falls_with_the_distance_to_the_nearest_piece_of_each_curve(
   h, w = shape[-2:]
   centre, spread, sigma = np.array([h / 2, w / 2]), min(h, w) / 7, 1.3 * min(h, w) / 28
   blank = np.ones((h, w))
-  for control, intensity in zip(np.asarray(latent["control"], np.float64), [3.0, 0.0, -1.0]):
+  for control, intensity in zip(np.asarray(latent["control"], np.float64),
+                                np.asarray(latent["intensity"], np.float64)):
     control = list(centre + spread * control)
     curve = [_casteljau(control, t) for t in np.linspace(0, 1, 6)]
     for y in range(h):
