@@ -7,9 +7,9 @@ mean over classes, and the worst class). The judges are trained on the real trai
 outlier exposure, so that noise is not read as a class: `cnn` (a small convnet) and
 `judge-resnet` (a wider residual convnet); they are loaded from --checkpoints, or trained there
 when missing.
-The strokes preset runs again with twice the restarts, each class keeping the half the teacher
-is surest of. Writes a JSON of the rows and a PNG grid per teacher, a column group per preset in
-that order (the first restarts of each, unranked).
+The strokes preset (each image the surer of two drawn) runs again drawing one. Writes a JSON of
+the rows and a PNG grid per teacher, a column group per preset in that order (the first three
+restarts of each: strokes' surest).
 
 Run with JINVERT_DATA set (the judges and the natural prior learn from the data; the data-free
 presets never read it).
@@ -20,14 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from jinvert import engine, files, plots, presets
+from jinvert import files, plots, presets
 from jinvert.input_space import InputSpace
 
 TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-mnist"}
 PRESETS = ("raw", "data-free", "readable", "strokes", "natural")
-# presets also run with twice the restarts, of which each class keeps the half the teacher is
-# surest of (`engine.keep_surest`: the model alone chooses)
-SUREST_HALF = ("strokes",)
+# presets that keep the surest of several drawn (`Preset.draws`), also run drawing one
+ONE_DRAW = ("strokes",)
 
 
 def judges(dataset, checkpoints, data_dir):
@@ -57,15 +56,14 @@ def main():
     judged = judges(dataset, args.checkpoints, args.data_dir)
     prior = common.vae_prior(dataset, args.checkpoints, args.data_dir)
     shown = []
-    runs = [(name, 1) for name in PRESETS] + [(name, 2) for name in SUREST_HALF]
-    for name, draws in runs:
+    runs = [(name, False) for name in PRESETS] + [(name, True) for name in ONE_DRAW]
+    for name, one_draw in runs:
       preset = presets.build(name, InputSpace((28, 28)), prior if name == "natural" else None)
-      result, timing = common.run_preset(fn, params, preset, targets, draws * args.restarts,
-                                         args.seed)
-      if draws > 1:
-        result = engine.keep_surest(result, targets, args.restarts)
+      label = f"{name}, surest of {preset.draws}" if preset.draws > 1 else name
+      if one_draw:
+        preset, label = preset._replace(draws=1), f"{name}, one draw"
+      result, timing = common.run_preset(fn, params, preset, targets, args.restarts, args.seed)
       probs = jax.nn.softmax(result.outputs)[targets, :, targets]
-      label = name if draws == 1 else f"{name}, surest {args.restarts} of {draws * args.restarts}"
       row = {"teacher": teacher, "preset": label,
              "min_class_target_prob": float(probs.mean(1).min()),
              "seconds": round(timing["seconds"], 2),
@@ -74,7 +72,7 @@ def main():
         row[judge] = agreement(found, np.asarray(result.inputs), targets)
       rows.append(row)
       common.log(str(row))
-      if draws == 1:
+      if not one_draw:
         shown.append(np.asarray(result.inputs)[:, :3])
     grids[teacher] = plots.grid_png(np.concatenate(shown, 1), list(range(10)),
                                     f"{teacher}: " + " / ".join(PRESETS) + " (3 each)")

@@ -224,17 +224,22 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
       raise JinvertError(f"soft targets shaped {tuple(targets.shape)}, expected "
                          f"({n_images}, {n_classes})")
     images, seconds = _synthesize_soft(run, params, jnp.asarray(targets), key, on_images,
-                                       cached, prefix)
+                                       cached, prefix, preset.draws)
     return images.reshape(shape), seconds
   piece = None
+  drawn = per_class * preset.draws
   if cached is not None:
-    max_chunk = min(max_chunk or per_class, -(-per_class // SYNTH_PIECES))
+    max_chunk = min(max_chunk or drawn, -(-drawn // SYNTH_PIECES))
     piece = engine.chunk_cache(cached, prefix)
+  classes = jnp.arange(n_classes)
   result, timing = engine.run_planned(
-      run, params, jnp.arange(n_classes), key, per_class,
+      run, params, classes, key, drawn,
       engine.lane_sharding(n_classes),  # classes over devices; restarts in chunks
-      max_chunk=max_chunk, on_chunk=(lambda r: on_images(r * n_classes)) if on_images else None,
+      max_chunk=max_chunk,
+      on_chunk=(lambda r: on_images(r * n_classes / preset.draws)) if on_images else None,
       piece=piece)
+  if preset.draws > 1:
+    result = engine.keep_surest(result, classes, per_class)
   return np.asarray(result.inputs).reshape(shape), timing["seconds"]
 
 
@@ -272,9 +277,10 @@ def soft_targets(key, similarity, n_images: int, betas=SOFT_BETAS) -> jax.Array:
   return jnp.concatenate(draws)
 
 
-def _synthesize_soft(run, params, targets, key, on_images, cached=None, prefix="images"):
+def _synthesize_soft(run, params, targets, key, on_images, cached=None, prefix="images",
+                     draws=1):
   """Every image its own target: the lanes are the targets, in pieces of SOFT_PIECE (each kept
-  through `cached` under `prefix`, when given)."""
+  through `cached` under `prefix`, when given), each the surest of `draws`."""
   n = len(targets)
   pieces = -(-n // SOFT_PIECE)
   size = -(-n // pieces)
@@ -283,8 +289,10 @@ def _synthesize_soft(run, params, targets, key, on_images, cached=None, prefix="
     piece = targets[start:start + size]
 
     def compute(i=i, piece=piece):
-      result, timing = engine.run_planned(run, params, piece, jax.random.fold_in(key, i), 1,
-                                          engine.lane_sharding(len(piece), 1))
+      result, timing = engine.run_planned(run, params, piece, jax.random.fold_in(key, i), draws,
+                                          engine.lane_sharding(len(piece), draws))
+      if draws > 1:
+        result = engine.keep_surest(result, piece, 1, "vector")
       seconds[0] += timing["seconds"]
       return {"inputs": np.asarray(result.inputs)[:, 0]}
     found = compute() if cached is None else cached(f"{prefix}-soft{size}-{i:06d}", compute)

@@ -52,19 +52,25 @@ class InversionResult(NamedTuple):
   input_history: jax.Array | None = None
 
 
-def keep_surest(result: InversionResult, targets, keep: int) -> InversionResult:
-  """The `keep` restarts of each class target that the model is surest of (the highest
-  probability of the target for the final input), surest first; every field of `result`
-  narrowed to them. Drawing more restarts than wanted and keeping the surest uses nothing but
-  the model: a data-free recipe may (what it buys: experiments/RESULTS.md, "Pen strokes")."""
-  targets = jnp.asarray(targets)
+def keep_surest(result: InversionResult, targets, keep: int, kind: str = "class"
+                ) -> InversionResult:
+  """The `keep` restarts of each target that the model is surest of (the highest probability
+  of the target for the final input, `target_kinds`: class and vector targets), surest first;
+  every field of `result` narrowed to them. Drawing more restarts than wanted and keeping the
+  surest uses nothing but the model: a data-free recipe may (`Preset.draws`; what it buys:
+  experiments/RESULTS.md, "Pen strokes")."""
+  if not target_kinds.has_probability(kind):
+    raise JinvertError(f"keeping the surest restarts ranks them by their target's probability; "
+                       f"{kind} targets have none")
   restarts = result.inputs.shape[1]
-  if targets.ndim != 1 or not jnp.issubdtype(targets.dtype, jnp.integer):
-    raise JinvertError(f"keep_surest ranks class targets (one index each), not targets of "
-                       f"shape {targets.shape} and type {targets.dtype}")
+  targets = target_kinds.check(kind, targets,
+                               target_kinds.Shapes(result.outputs.shape[-1], {}, None))
+  if len(targets) != result.inputs.shape[0]:
+    raise JinvertError(f"{len(targets)} targets given for a result of "
+                       f"{result.inputs.shape[0]}")
   if not 1 <= keep <= restarts:
     raise JinvertError(f"keep must be from 1 to the {restarts} restarts, got {keep}")
-  sureness = target_kinds.final_probabilities("class", result.outputs, targets)
+  sureness = target_kinds.final_probabilities(kind, result.outputs, targets)
   order = jnp.argsort(-sureness, axis=1)[:, :keep]
 
   def narrow(field, axis):
@@ -478,7 +484,7 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
                  transform: Callable | None = None, record_every: int = 1,
                  record_inputs: bool = False, shard: bool | None = None, device_bytes=None,
                  host_bytes=None, on_steps: Callable | None = None,
-                 piece: Callable | None = None):
+                 piece: Callable | None = None, draws: int = 1):
   """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds", "chunks",
   "devices"}).
 
@@ -490,6 +496,12 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
   progress bar). `piece` keeps each chunk so that a killed run resumes (`chunk_cache`).
   """
   targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
+  if draws < 1:
+    raise JinvertError(f"draws must be positive, got {draws}")
+  if draws > 1 and not target_kinds.has_probability(objective.target_kind):
+    raise JinvertError(f"drawing {draws} restarts for each one kept ranks them by their "
+                       f"target's probability; {objective.target_kind} targets have none: draw "
+                       "one")
   calls = [1]  # known once planned; the compiled loop's reports are scaled by it
   report = (lambda n: on_steps(n / calls[0])) if on_steps is not None else None
   run = jax.jit(make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
@@ -500,10 +512,13 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
     sharding = lane_sharding(len(targets), restarts)
   else:
     sharding = restart_sharding(restarts) if shard else None
-  return run_planned(run, params, targets, key, restarts, sharding, fall_back=shard is None,
-                     device_bytes=device_bytes, host_bytes=host_bytes,
-                     chunkable=not objective.couples_restarts,
-                     on_plan=lambda n: calls.__setitem__(0, n), piece=piece)
+  result, timing = run_planned(run, params, targets, key, draws * restarts, sharding,
+                               fall_back=shard is None, device_bytes=device_bytes,
+                               host_bytes=host_bytes, chunkable=not objective.couples_restarts,
+                               on_plan=lambda n: calls.__setitem__(0, n), piece=piece)
+  if draws > 1:
+    result = keep_surest(result, targets, restarts, objective.target_kind)
+  return result, timing
 
 
 def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, input_shape,
@@ -511,7 +526,7 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
            parameterization: parameterizations.Parameterization | None = None,
            transform: Callable | None = None, record_every: int = 1,
            record_inputs: bool = False, shard: bool | None = None, device_bytes=None,
-           host_bytes=None) -> InversionResult:
+           host_bytes=None, draws: int = 1) -> InversionResult:
   """Optimises inputs so that `apply_fn(params, x)` maximises `objective`, for every target.
 
   Args:
@@ -533,6 +548,9 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
       allow (`restart_sharding`); False: one device. The results are the same.
     device_bytes, host_bytes: memory free for the call and for its results (default: read
       from the device and the host, see `jinvert.memory`); over it, the restarts run in chunks.
+    draws: restarts drawn for each one returned: `draws` x R run, and the R that give the
+      target the highest probability are kept, surest first (`keep_surest`; class and vector
+      targets).
 
   Returns:
     An InversionResult of arrays shaped (T, R, ...) and histories (S', T, R).
@@ -555,4 +573,4 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
                       restarts=restarts, steps=steps, optimizer=optimizer,
                       parameterization=parameterization, transform=transform,
                       record_every=record_every, record_inputs=record_inputs, shard=shard,
-                      device_bytes=device_bytes, host_bytes=host_bytes)[0]
+                      device_bytes=device_bytes, host_bytes=host_bytes, draws=draws)[0]

@@ -37,12 +37,14 @@ from jinvert.input_space import InputSpace, layout
 
 
 class Preset(NamedTuple):
-  """Everything `invert` needs besides the model, the targets and the key."""
+  """Everything `invert` needs besides the model, the targets and the key; `draws` images are
+  drawn for each one kept, the model's surest (`engine.keep_surest`)."""
   objective: objectives.Objective
   optimizer: optax.GradientTransformation
   parameterization: parameterizations.Parameterization
   steps: int
   transform: Callable | None = None
+  draws: int = 1
 
   def arguments(self) -> dict:
     """The keyword arguments of `jinvert.invert` this preset sets:
@@ -104,15 +106,15 @@ def readable(shape=(28, 28), steps: int = 200, learning_rate: float = 0.1, axes=
       parameterization=parameterizations.pyramid(shape), transform=_as_drawn(axes))
 
 
-def strokes(shape=(28, 28), steps: int = 500, learning_rate: float = 0.05, axes=(-2, -1),
-            likelihood: objectives.Objective | None = None) -> Preset:
+def strokes(shape=(28, 28), steps: int = 300, learning_rate: float = 0.05, axes=(-2, -1),
+            likelihood: objectives.Objective | None = None, draws: int = 2) -> Preset:
   """Nothing but the model, drawn with a pen: Adam on the target log-probability (or
   `likelihood`) of an image of four strokes (`parameterizations.strokes`), robust as `readable`
-  is. The strokes are the whole prior: no smoothness or sparsity terms. One-channel images of
-  `shape`."""
+  is, each image the surer of `draws` drawn. The strokes are the whole prior: no smoothness or
+  sparsity terms. One-channel images of `shape`."""
   likelihood = objectives.class_log_prob() if likelihood is None else likelihood
   return Preset(likelihood, optax.adam(learning_rate), parameterizations.strokes(shape), steps,
-                _as_drawn(axes))
+                _as_drawn(axes), draws)
 
 
 def _as_drawn(axes):
@@ -261,8 +263,9 @@ REGISTRY = {
     "strokes": PresetSpec(
         lambda space, prior, steps, likelihood=None: strokes(
             space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood),
-        500, "the model alone, drawn with four pen strokes, robust as readable is: the digits "
-        "that independent classifiers read best (one-channel images; not for textures)",
+        300, "the model alone, drawn with four pen strokes, robust as readable is, each image "
+        "the surer of two: the digits that independent classifiers read best (one-channel "
+        "images; not for textures)",
         check=_needs_gray("strokes"), soft_targets=True),
 }
 

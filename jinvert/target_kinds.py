@@ -143,6 +143,11 @@ def probability(kind: str | None) -> Callable:
   return _no_probability if kind is None else KINDS[kind].probability
 
 
+def has_probability(kind: str | None) -> bool:
+  """Whether a target of this kind has a probability (class and vector targets do)."""
+  return kind is not None and KINDS[kind].probability is not _no_probability
+
+
 def final_probabilities(kind: str | None, outputs, targets):
   """The probability of each lane's target under its final outputs: (T, R, C) -> (T, R)."""
   per_lane = jax.vmap(jax.vmap(probability(kind), in_axes=(0, None)))

@@ -143,3 +143,23 @@ def test_generate_has_invert_layout_and_is_deterministic(ckpts, tmp_path, capsys
   code, _, err = run_cli(capsys, "generate", str(ckpts["mnist-cvae"]), "--targets", "9-10",
                          "--out", str(tmp_path / "c.npz"))
   assert_one_line_error(code, err, "target 10 is outside the model's 10 classes")
+
+
+def test_the_strokes_preset_keeps_the_surer_of_two_draws_first_and_units_draw_one(
+    ckpts, tmp_path, capsys):
+  """The preset's `draws` reaches the engine from the command line: each target's restarts come
+  surest first (drawn in random order, 10 targets x 2 restarts would be so 1 time in 1,024);
+  a unit target, with no probability to rank by, draws one."""
+  code, stdout, err = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--preset", "strokes",
+                              "--targets", "0-9", "--restarts", "2", "--steps", "3",
+                              "--out", str(tmp_path / "s.npz"))
+  assert code == 0, err
+  assert json.loads(stdout.splitlines()[-1])["draws"] == 2
+  with np.load(tmp_path / "s.npz") as f:
+    assert f["images"].shape == (10, 2, 28, 28)
+    assert np.all(f["target_prob"][:, 0] >= f["target_prob"][:, 1])
+  code, stdout, err = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--preset", "strokes",
+                              "--objective", "unit", "--layer", "hidden2", "--targets", "0-1",
+                              "--restarts", "2", "--steps", "3", "--out", str(tmp_path / "u.npz"))
+  assert code == 0, err
+  assert json.loads(stdout.splitlines()[-1])["draws"] == 1

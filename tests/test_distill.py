@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jinvert import checkpoint, distill, models, objectives, presets
+from jinvert import checkpoint, distill, engine, models, objectives, presets
 from jinvert.objectives import Context
 from conftest import write_tiny_dataset
 from contract import assert_refused, run, save
@@ -90,6 +90,26 @@ def test_chunked_synthesis_equals_one_batch():
                                   max_chunk=2, on_images=counted.append)
   np.testing.assert_array_equal(chunked, whole)
   assert counted == [20, 10] and whole.shape == (30, 28, 28)
+
+
+def test_a_preset_drawing_two_keeps_each_classs_surer_half_of_twice_the_images():
+  """With `draws=2` the transfer set is, class by class, the half of what the same key draws
+  for twice the images that the teacher is surest of; progress counts the images kept."""
+  apply_fn, params = _teacher()
+  once = presets.data_free(steps=5)
+  twice, _ = distill.synthesize(apply_fn, params, once, 60, 10, (28, 28), jax.random.key(3))
+  kept, _ = distill.synthesize(apply_fn, params, once._replace(draws=2), 30, 10, (28, 28),
+                               jax.random.key(3))
+  probs = np.asarray(jax.nn.softmax(engine.outputs_only(apply_fn)(params, jnp.asarray(twice))))
+  for c in range(10):
+    sureness = probs[6 * c:6 * (c + 1), c]
+    order = np.argsort(-sureness, kind="stable")[:3]
+    assert len(set(sureness)) == 6
+    np.testing.assert_array_equal(kept[3 * c:3 * (c + 1)], twice[6 * c:6 * (c + 1)][order])
+  counted = []  # progress counts kept images: chunks of 2 of the 6 drawn are 10 kept per call
+  distill.synthesize(apply_fn, params, once._replace(draws=2, steps=1), 30, 10, (28, 28),
+                     jax.random.key(3), max_chunk=2, on_images=counted.append)
+  assert counted == [10, 10, 10] and kept.shape == (30, 28, 28)
 
 
 def test_same_seed_gives_the_same_student_bit_for_bit():
@@ -268,3 +288,21 @@ def test_soft_synthesis_matches_each_images_own_target(monkeypatch):
                                  targets=targets)
   pieced_probs = jax.nn.softmax(spec.module().apply(params, jnp.asarray(pieced)))
   assert pieced.shape == images.shape and error(pieced_probs) < 0.5 * error(before)
+
+
+def test_soft_synthesis_drawing_two_keeps_what_invert_keeps():
+  """Soft targets with `draws=2`: each image is the one `invert(..., draws=2)` keeps for its
+  target from the same key, the surer of its two."""
+  apply_fn, params = _teacher()
+  targets = distill.soft_targets(jax.random.key(3), jnp.eye(10) + 0.3, 20)
+  preset = presets.data_free(steps=5, likelihood=-objectives.cross_entropy_to())
+  images, _ = distill.synthesize(apply_fn, params, preset._replace(draws=2), 20, 10, (28, 28),
+                                 jax.random.key(4), targets=targets)
+  kept = engine.invert(apply_fn, params, targets=targets, key=jax.random.fold_in(
+      jax.random.key(4), 0), input_shape=(28, 28), record_every=0, **preset._replace(
+          draws=2).arguments())
+  once = engine.invert(apply_fn, params, targets=targets, key=jax.random.fold_in(
+      jax.random.key(4), 0), input_shape=(28, 28), record_every=0, restarts=2,
+      **preset._replace(draws=1).arguments())
+  np.testing.assert_array_equal(images, kept.inputs[:, 0])
+  assert not np.array_equal(images, once.inputs[:, 0])  # the surer is not always the first

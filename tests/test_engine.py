@@ -262,13 +262,48 @@ def test_keep_surest_keeps_each_targets_most_probable_restarts_in_every_field():
   assert keep_surest(full._replace(input_history=None), targets, 1).input_history is None
 
 
-@pytest.mark.parametrize("targets,keep,message", [
-    (jnp.array([2, 0, 3]), 7, "keep must be from 1 to the 6 restarts, got 7"),
-    (jnp.array([2, 0, 3]), 0, "keep must be from 1 to the 6 restarts, got 0"),
-    (jnp.ones((3, 4)), 2, r"ranks class targets \(one index each\), not targets of shape \(3, 4\)"),
+@pytest.mark.parametrize("targets,keep,kind,message", [
+    (jnp.array([2, 0, 3]), 7, "class", "keep must be from 1 to the 6 restarts, got 7"),
+    (jnp.array([2, 0, 3]), 0, "class", "keep must be from 1 to the 6 restarts, got 0"),
+    (jnp.ones((3, 4)), 2, "class", r"class targets must be a 1-D array of integers"),
+    (jnp.array([2, 0, 3, 1]), 2, "class", "4 targets given for a result of 3"),
+    (jnp.array([2, 0, 3]), 2, "unit", "ranks them by their target's probability; unit targets "
+     "have none"),
 ])
-def test_keep_surest_refuses_what_it_cannot_rank(targets, keep, message):
+def test_keep_surest_refuses_what_it_cannot_rank(targets, keep, kind, message):
   apply_fn, params = tiny_model(jax.random.key(0))
   full = _run(apply_fn, params, ob.class_log_prob(), jnp.array([2, 0, 3]), restarts=6, steps=2)
   with pytest.raises(JinvertError, match=message):
-    keep_surest(full, targets, keep)
+    keep_surest(full, targets, keep, kind)
+
+
+@pytest.mark.parametrize("objective,targets", [
+    (ob.class_log_prob(), jnp.array([2, 0, 3])),
+    # vector targets rank by the probability of their largest entry's class
+    (-ob.cross_entropy_to(), jax.nn.softmax(3.0 * jax.random.normal(jax.random.key(5), (3, 4)))),
+])
+def test_drawing_several_keeps_the_surest_of_the_restarts_one_call_draws(objective, targets):
+  """`invert(restarts=2, draws=3)` returns, per target, the two of the six restarts that
+  `invert(restarts=6)` draws from the same key whose final outputs give the target's class the
+  highest probability, surest first, and their histories."""
+  apply_fn, params = tiny_model(jax.random.key(0))
+  full = _run(apply_fn, params, objective, targets, restarts=6, steps=8)
+  drawn = _run(apply_fn, params, objective, targets, restarts=2, draws=3, steps=8)
+  classes = np.asarray(targets if targets.ndim == 1 else targets.argmax(1))
+  for t, c in enumerate(classes):
+    sureness = np.asarray(jax.nn.softmax(full.outputs[t]))[:, c]
+    order = np.argsort(-sureness, kind="stable")[:2]
+    np.testing.assert_array_equal(drawn.inputs[t], full.inputs[t][order])
+    np.testing.assert_array_equal(drawn.loss_history[:, t], full.loss_history[:, t][:, order])
+  assert drawn.inputs.shape == (3, 2) + SHAPE
+
+
+@pytest.mark.parametrize("objective,draws,message", [
+    (ob.class_log_prob(), 0, "draws must be positive, got 0"),
+    (ob.unit("h"), 2, "drawing 2 restarts for each one kept ranks them by their target's "
+     "probability; unit targets have none"),
+])
+def test_draws_refused_where_nothing_ranks_them(objective, draws, message):
+  apply_fn, params = tiny_model(jax.random.key(0))
+  with pytest.raises(JinvertError, match=message):
+    _run(apply_fn, params, objective, jnp.array([1, 0]), restarts=2, draws=draws, steps=2)

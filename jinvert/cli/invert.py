@@ -291,7 +291,7 @@ def _preset(job: _Job, args):
 def run(args):
   import jax
 
-  from jinvert import engine
+  from jinvert import engine, target_kinds
   from jinvert.cli import progress, results
 
   job = _checked(args)
@@ -302,17 +302,20 @@ def run(args):
   objective = job.objective or preset.objective
   if job.diversity is not None:
     objective = objective + job.diversity
-  shown = f"inverting {len(job.targets)} x {job.restarts}"
+  # a unit, channel or value target has no probability to rank a preset's draws by: one each
+  draws = preset.draws if target_kinds.has_probability(objective.target_kind) else 1
+  shown = f"inverting {len(job.targets)} x {job.restarts}" + (
+      f" (each the surest of {draws})" if draws > 1 else "")
   with progress.bar(shown, job.steps, "steps") as advance:
     result, timing = engine.timed_invert(
         job.model_fn, job.clf.params, objective, job.targets, key=jax.random.key(args.seed),
         input_shape=job.clf.input_shape, restarts=job.restarts, steps=job.steps,
         optimizer=preset.optimizer, parameterization=preset.parameterization,
-        transform=preset.transform, on_steps=advance,
+        transform=preset.transform, draws=draws, on_steps=advance,
         piece=None if work is None else engine.chunk_cache(work.cached, "restarts"))
   results.check_finite(result.inputs, result.outputs, f"the inversion ({job.preset} preset, "
                        f"{job.steps} steps)")
-  return _report(job, args, objective, result, timing, outputs, out, png)
+  return dict(_report(job, args, objective, result, timing, outputs, out, png), draws=draws)
 
 
 def _report(job: _Job, args, objective, result, timing, outputs, out, png) -> dict:
