@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from jinvert import engine, metrics, models, train
+from jinvert import classifiers, engine, metrics, models, train
 from jinvert.files import atomic_write_bytes
 
 
@@ -37,6 +37,13 @@ def classifier(name, dataset, checkpoints, seed=0, data_dir=None):
   params, meta = train.load_or_train(Path(checkpoints) / f"{name}-{dataset}-s{seed}.msgpack", name,
                                      dataset, seed, data_dir, log)
   return models.apply_with_activations(models.get_model(name).module(meta["init"])), params, meta
+
+
+def teacher(name, dataset, checkpoints, data_dir=None):
+  """The `jinvert.classifiers.Classifier` of a registered classifier (its BatchNorm layers
+  included), trained if not cached."""
+  classifier(name, dataset, checkpoints, 0, data_dir)
+  return classifiers.load_model(Path(checkpoints) / f"{name}-{dataset}-s0.msgpack", name)
 
 
 def judge(dataset, checkpoints, data_dir=None):

@@ -1,15 +1,17 @@
 """Readable data-free images (issue 19): two independent judges on every preset's images.
 
-For each MLP teacher (mnist-mlp, r2rt-mlp, fashion-mlp), inverts 10 classes x R restarts with
-the raw, data-free, readable, strokes and natural presets and reports the teacher's own
-confidence (its worst class's mean), and how often each judge reads an image as its target (the
-mean over classes, and the worst class). The judges are trained on the real training set with
-outlier exposure, so that noise is not read as a class: `cnn` (a small convnet) and
-`judge-resnet` (a wider residual convnet); they are loaded from --checkpoints, or trained there
-when missing.
-The strokes preset (each image the surer of two drawn) runs again drawing one. Writes a JSON of
-the rows and a PNG grid per teacher, a column group per preset in that order (the first three
-restarts of each: strokes' surest).
+For each teacher (the MLPs mnist-mlp, r2rt-mlp and fashion-mlp, and mnist-cnn, a convnet with
+BatchNorm), inverts 10 classes x R restarts with the raw, data-free, readable, strokes and
+natural presets as shipped (for mnist-cnn data-free adds the BatchNorm prior) and reports the
+teacher's own confidence (its worst class's mean), and how often each judge reads an image as
+its target (the mean over classes, and the worst class). The judges are trained on the real
+training set with outlier exposure, so that noise is not read as a class: `cnn` (a small
+convnet) and `judge-resnet` (a wider residual convnet); they are loaded from --checkpoints, or
+trained there when missing.
+The strokes preset (each image the surer of two drawn) runs again drawing one; for mnist-cnn,
+data-free runs again without the BatchNorm prior and strokes drawing four. Writes a JSON of the
+rows and a PNG grid per teacher, a column group per preset as shipped, in that order (the first
+three restarts of each: strokes' surest).
 
 Run with JINVERT_DATA set (the judges and the natural prior learn from the data; the data-free
 presets never read it).
@@ -23,10 +25,15 @@ import common
 from jinvert import files, plots, presets
 from jinvert.input_space import InputSpace
 
-TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-mnist"}
+TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-mnist",
+            "mnist-cnn": "mnist"}
 PRESETS = ("raw", "data-free", "readable", "strokes", "natural")
-# presets that keep the surest of several drawn (`Preset.draws`), also run drawing one
-ONE_DRAW = ("strokes",)
+# rows beside the presets as shipped: (label, preset, what `presets.build` is given)
+VARIANTS = (("strokes, one draw", "strokes", {"draws": 1}),)
+# and for teachers with BatchNorm layers (the data-free preset adds the BatchNorm prior)
+BATCHNORM_VARIANTS = (("data-free without the BatchNorm prior", "data-free",
+                       {"batchnorm_weight": 0.0}),
+                      ("strokes, surest of 4", "strokes", {"draws": 4}))
 
 
 def judges(dataset, checkpoints, data_dir):
@@ -48,23 +55,26 @@ def agreement(judge, images, targets):
 
 def main():
   p = common.parser(__doc__, "runs/readable_images.json", restarts=32)
+  p.add_argument("--teachers", default=",".join(TEACHERS),
+                 help=f"comma-separated, of {', '.join(TEACHERS)} (all)")
   args = p.parse_args()
   targets = jnp.arange(10)
   rows, grids = [], {}
-  for teacher, dataset in TEACHERS.items():
-    fn, params, meta = common.classifier(teacher, dataset, args.checkpoints, 0, args.data_dir)
+  for teacher in args.teachers.split(","):
+    dataset = TEACHERS[teacher]
+    clf = common.teacher(teacher, dataset, args.checkpoints, args.data_dir)
     judged = judges(dataset, args.checkpoints, args.data_dir)
     prior = common.vae_prior(dataset, args.checkpoints, args.data_dir)
     shown = []
-    runs = [(name, False) for name in PRESETS] + [(name, True) for name in ONE_DRAW]
-    for name, one_draw in runs:
-      preset = presets.build(name, InputSpace((28, 28)), prior if name == "natural" else None)
-      label = f"{name}, surest of {preset.draws}" if preset.draws > 1 else name
-      if one_draw:
-        preset, label = preset._replace(draws=1), f"{name}, one draw"
-      result, timing = common.run_preset(fn, params, preset, targets, args.restarts, args.seed)
+    runs = [(name, name, {}) for name in PRESETS] + list(VARIANTS) + \
+        list(BATCHNORM_VARIANTS if clf.batchnorm else ())
+    for label, name, given in runs:
+      preset = presets.build(name, InputSpace((28, 28)), prior if name == "natural" else None,
+                             batchnorm=clf.batchnorm, **given)
+      result, timing = common.run_preset(clf.apply_fn, clf.params, preset, targets,
+                                         args.restarts, args.seed)
       probs = jax.nn.softmax(result.outputs)[targets, :, targets]
-      row = {"teacher": teacher, "preset": label,
+      row = {"teacher": teacher, "preset": label, "draws": preset.draws,
              "min_class_target_prob": float(probs.mean(1).min()),
              "seconds": round(timing["seconds"], 2),
              "compile_seconds": round(timing["compile_seconds"], 2)}
@@ -72,15 +82,15 @@ def main():
         row[judge] = agreement(found, np.asarray(result.inputs), targets)
       rows.append(row)
       common.log(str(row))
-      if not one_draw:
+      if not given:
         shown.append(np.asarray(result.inputs)[:, :3])
     grids[teacher] = plots.grid_png(np.concatenate(shown, 1), list(range(10)),
                                     f"{teacher}: " + " / ".join(PRESETS) + " (3 each)")
-  print("| teacher | preset | min class p(target) | cnn judge: mean / worst class | "
+  print("| teacher | preset | draws | min class p(target) | cnn judge: mean / worst class | "
         "judge-resnet: mean / worst class | seconds (compile) |")
-  print("|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['teacher']} | {r['preset']} | {r['min_class_target_prob']:.4f} | "
+    print(f"| {r['teacher']} | {r['preset']} | {r['draws']} | {r['min_class_target_prob']:.4f} | "
           f"{r['cnn'][0]:.1%} / {r['cnn'][1]:.1%} | {r['judge-resnet'][0]:.1%} / "
           f"{r['judge-resnet'][1]:.1%} | {r['seconds']} ({r['compile_seconds']}) |")
   common.write_json(args.out, rows)

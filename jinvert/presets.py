@@ -228,6 +228,7 @@ class PresetSpec(NamedTuple):
     check: `check(space)` raises a JinvertError for inputs the preset cannot draw.
     batchnorm_prior: it adds the BatchNorm prior when the model has BatchNorm layers.
     soft_targets: its `build` takes a `likelihood` (`jinvert.distill`'s soft targets).
+    draws: its default number of images drawn for each one kept (`Preset.draws`).
   """
   build: Callable
   steps: int
@@ -236,6 +237,7 @@ class PresetSpec(NamedTuple):
   check: Callable = lambda space: None
   batchnorm_prior: bool = False
   soft_targets: bool = False
+  draws: int = 1
 
 
 REGISTRY = {
@@ -266,7 +268,7 @@ REGISTRY = {
         300, "the model alone, drawn with four pen strokes, robust as readable is, each image "
         "the surer of two: the digits that independent classifiers read best (one-channel "
         "images; not for textures)",
-        check=_needs_gray("strokes"), soft_targets=True),
+        check=_needs_gray("strokes"), soft_targets=True, draws=2),
 }
 
 
@@ -293,12 +295,13 @@ def require_soft_targets(name: str, what: str = "soft targets are"):
 
 def build(name: str, space: InputSpace, prior=None, steps: int | None = None,
           batchnorm=(), batchnorm_weight: float | None = None,
-          likelihood: objectives.Objective | None = None) -> Preset:
+          likelihood: objectives.Objective | None = None, draws: int | None = None) -> Preset:
   """The preset `name` for a model's input space (and the natural prior, when it uses data),
-  with its own number of steps unless `steps` is given. `batchnorm`, the model's BatchNorm
-  layers (`Classifier.batchnorm`), adds the BatchNorm prior to the presets that use it, at
-  `batchnorm_weight` (default BATCHNORM_WEIGHT; 0: never; given, to any preset). `likelihood`
-  replaces the target log-probability of a preset that takes soft targets."""
+  with its own numbers of steps and draws unless `steps` or `draws` is given. `batchnorm`, the
+  model's BatchNorm layers (`Classifier.batchnorm`), adds the BatchNorm prior to the presets
+  that use it, at `batchnorm_weight` (default BATCHNORM_WEIGHT; 0: never; given, to any
+  preset). `likelihood` replaces the target log-probability of a preset that takes soft
+  targets."""
   spec = get(name)
   spec.check(space)
   if spec.uses_data and prior is None:
@@ -308,6 +311,7 @@ def build(name: str, space: InputSpace, prior=None, steps: int | None = None,
     preset = spec.build(space, prior, steps or spec.steps, likelihood=likelihood)
   else:
     preset = spec.build(space, prior, steps or spec.steps)
+  preset = preset._replace(draws=draws or spec.draws)
   if batchnorm_weight is None:
     batchnorm_weight = BATCHNORM_WEIGHT if spec.batchnorm_prior and batchnorm else 0.0
   if batchnorm_weight:

@@ -163,3 +163,21 @@ def test_the_strokes_preset_keeps_the_surer_of_two_draws_first_and_units_draw_on
                               "--restarts", "2", "--steps", "3", "--out", str(tmp_path / "u.npz"))
   assert code == 0, err
   assert json.loads(stdout.splitlines()[-1])["draws"] == 1
+
+
+def test_draws_asked_of_any_preset_keeps_the_surest_and_is_refused_for_units(
+    ckpts, tmp_path, capsys):
+  code, stdout, err = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--preset", "raw",
+                              "--draws", "3", "--targets", "0-9", "--restarts", "3", "--steps",
+                              "2", "--out", str(tmp_path / "r.npz"))
+  assert code == 0, err
+  assert json.loads(stdout.splitlines()[-1])["draws"] == 3
+  with np.load(tmp_path / "r.npz") as f:
+    assert f["images"].shape == (10, 3, 28, 28)
+    assert np.all(np.diff(f["target_prob"], axis=1) <= 0)  # surest first
+  out = tmp_path / "u.npz"
+  code, _, err = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--objective", "unit",
+                         "--layer", "hidden2", "--draws", "2", "--out", str(out))
+  assert_one_line_error(code, err, "--draws 2 keeps the restarts whose target is most probable; "
+                        "unit targets have no probability")
+  assert not out.exists()

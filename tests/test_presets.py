@@ -36,7 +36,9 @@ def test_every_preset_builds_for_what_it_accepts_and_names_what_it_refuses(name,
       presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
     return
   preset = presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
-  assert preset.steps == spec.steps
+  assert preset.steps == spec.steps and preset.draws == spec.draws
+  assert presets.build(name, SPACES[space], _prior() if spec.uses_data else None,
+                       draws=3).draws == 3
   latent = preset.parameterization.init(jax.random.key(0), SPACES[space].shape)
   x = preset.parameterization.to_input(latent)
   assert x.shape == SPACES[space].shape

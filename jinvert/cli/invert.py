@@ -48,6 +48,12 @@ def _add_search(p):
                  help=f"optimiser steps (default: the preset's: {steps}, and "
                       f"{presets.COUNTERFACTUAL_STEPS} with --start)")
   p.add_argument("--preset", choices=tuple(presets.REGISTRY), help=_preset_help())
+  drawing = ", ".join(f"{name} {spec.draws}" for name, spec in presets.REGISTRY.items()
+                      if spec.draws > 1)
+  p.add_argument("--draws", type=arguments.count, metavar="D",
+                 help=f"images drawn for each one kept: each target keeps the R of D x R "
+                      f"restarts that the model is surest of, surest first (default: the "
+                      f"preset's: {drawing}, the others 1); for class and vector targets")
   p.add_argument("--batchnorm-prior", type=arguments.finite, metavar="W",
                  help=arguments.BATCHNORM_HELP)
   p.add_argument("--prior", help="an existing VAE checkpoint for --preset natural (default: the "
@@ -119,6 +125,7 @@ class _Job(NamedTuple):
   counterfactual: Any      # with --start, its recipe (presets.counterfactual), checked; or None
   restarts: int
   steps: int
+  draws: int               # restarts drawn for each one kept (`engine.keep_surest`)
   dataset: str | None
   prior: Any               # the natural prior's params as priors.check found them, or None
   batchnorm_weight: Any    # --batchnorm-prior, checked, or None for the preset's choice
@@ -251,15 +258,29 @@ def _checked(args) -> _Job:
                          else presets.get(preset).steps)
   counterfactual = None if start is None else presets.counterfactual(
       clf.space.unit(start), arguments.max_change(args.max_change), args.distance_weight, steps)
+  kind = (objective or objectives.class_logit()).target_kind
   targets = engine.validate(model_fn, clf.params, objective or objectives.class_logit(), targets,
                             clf.input_shape, steps, restarts)
-  memory.require(engine.result_bytes(len(targets), restarts, steps, clf.input_shape,
+  draws = _draws(args, preset if start is None else None, kind)
+  memory.require(engine.result_bytes(len(targets), draws * restarts, steps, clf.input_shape,
                                      clf.n_classes), memory.host_available_bytes(),
-                 f"the results of {len(targets)} targets x {restarts:,} restarts x "
-                 f"{steps:,} steps", "use fewer --restarts, --steps or --targets")
+                 f"the results of {len(targets)} targets x {draws * restarts:,} restarts x "
+                 f"{steps:,} steps", "use fewer --restarts, --draws, --steps or --targets")
   return _Job(clf, model_fn, objective, _diversity(args, clf, objective), targets, preset, start,
-              counterfactual, restarts, steps, dataset, _prior(args, preset, dataset),
+              counterfactual, restarts, steps, draws, dataset, _prior(args, preset, dataset),
               arguments.batchnorm_weight(args.batchnorm_prior, clf, f"MODEL {args.checkpoint}"))
+
+
+def _draws(args, preset: str | None, kind: str | None) -> int:
+  """--draws, else the preset's (one with --start); one where no probability ranks the
+  restarts (units, channels, values)."""
+  from jinvert import presets, target_kinds
+  if target_kinds.has_probability(kind):
+    return args.draws or (1 if preset is None else presets.get(preset).draws)
+  if args.draws and args.draws > 1:
+    raise JinvertError(f"--draws {args.draws} keeps the restarts whose target is most probable; "
+                       f"{kind} targets have no probability: leave --draws out")
+  return 1
 
 
 def _outputs(args):
@@ -291,7 +312,7 @@ def _preset(job: _Job, args):
 def run(args):
   import jax
 
-  from jinvert import engine, target_kinds
+  from jinvert import engine
   from jinvert.cli import progress, results
 
   job = _checked(args)
@@ -302,20 +323,18 @@ def run(args):
   objective = job.objective or preset.objective
   if job.diversity is not None:
     objective = objective + job.diversity
-  # a unit, channel or value target has no probability to rank a preset's draws by: one each
-  draws = preset.draws if target_kinds.has_probability(objective.target_kind) else 1
   shown = f"inverting {len(job.targets)} x {job.restarts}" + (
-      f" (each the surest of {draws})" if draws > 1 else "")
+      f" (each the surest of {job.draws})" if job.draws > 1 else "")
   with progress.bar(shown, job.steps, "steps") as advance:
     result, timing = engine.timed_invert(
         job.model_fn, job.clf.params, objective, job.targets, key=jax.random.key(args.seed),
         input_shape=job.clf.input_shape, restarts=job.restarts, steps=job.steps,
         optimizer=preset.optimizer, parameterization=preset.parameterization,
-        transform=preset.transform, draws=draws, on_steps=advance,
+        transform=preset.transform, draws=job.draws, on_steps=advance,
         piece=None if work is None else engine.chunk_cache(work.cached, "restarts"))
   results.check_finite(result.inputs, result.outputs, f"the inversion ({job.preset} preset, "
                        f"{job.steps} steps)")
-  return dict(_report(job, args, objective, result, timing, outputs, out, png), draws=draws)
+  return dict(_report(job, args, objective, result, timing, outputs, out, png), draws=job.draws)
 
 
 def _report(job: _Job, args, objective, result, timing, outputs, out, png) -> dict:
