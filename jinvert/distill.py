@@ -190,7 +190,8 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
   Args:
     apply_fn: the teacher's model function.
     params: its parameters.
-    preset: the recipe (None: uniform noise, the baseline that uses no inversion at all).
+    preset: the recipe (None: uniform noise, the baseline that uses no inversion at all);
+      each image is the surest of its `draws`.
     n_images: a multiple of `n_classes`.
     n_classes: the teacher's classes.
     input_shape: one input's shape.

@@ -258,10 +258,10 @@ def _checked(args) -> _Job:
                          else presets.get(preset).steps)
   counterfactual = None if start is None else presets.counterfactual(
       clf.space.unit(start), arguments.max_change(args.max_change), args.distance_weight, steps)
-  kind = (objective or objectives.class_logit()).target_kind
-  targets = engine.validate(model_fn, clf.params, objective or objectives.class_logit(), targets,
-                            clf.input_shape, steps, restarts)
-  draws = _draws(args, preset if start is None else None, kind)
+  searched = objective or objectives.class_logit()  # a preset's objectives read class targets
+  targets = engine.validate(model_fn, clf.params, searched, targets, clf.input_shape, steps,
+                            restarts)
+  draws = _draws(args, preset if start is None else None, searched.target_kind)
   memory.require(engine.result_bytes(len(targets), draws * restarts, steps, clf.input_shape,
                                      clf.n_classes), memory.host_available_bytes(),
                  f"the results of {len(targets)} targets x {draws * restarts:,} restarts x "
