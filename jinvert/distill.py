@@ -225,7 +225,8 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
       raise JinvertError(f"soft targets shaped {tuple(targets.shape)}, expected "
                          f"({n_images}, {n_classes})")
     images, seconds = _synthesize_soft(run, params, jnp.asarray(targets), key, on_images,
-                                       cached, prefix, preset.draws)
+                                       cached, prefix, preset.draws,
+                                       preset.objective.target_kind)
     return images.reshape(shape), seconds
   piece = None
   drawn = per_class * preset.draws
@@ -240,7 +241,7 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
       on_chunk=(lambda r: on_images(r * n_classes / preset.draws)) if on_images else None,
       piece=piece)
   if preset.draws > 1:
-    result = engine.keep_surest(result, classes, per_class)
+    result = engine.keep_surest(result, classes, per_class, preset.objective.target_kind)
   return np.asarray(result.inputs).reshape(shape), timing["seconds"]
 
 
@@ -279,9 +280,10 @@ def soft_targets(key, similarity, n_images: int, betas=SOFT_BETAS) -> jax.Array:
 
 
 def _synthesize_soft(run, params, targets, key, on_images, cached=None, prefix="images",
-                     draws=1):
+                     draws=1, kind="vector"):
   """Every image its own target: the lanes are the targets, in pieces of SOFT_PIECE (each kept
-  through `cached` under `prefix`, when given), each the surest of `draws`."""
+  through `cached` under `prefix`, when given), each the surest of `draws` (ranked as targets
+  of `kind` are)."""
   n = len(targets)
   pieces = -(-n // SOFT_PIECE)
   size = -(-n // pieces)
@@ -293,7 +295,7 @@ def _synthesize_soft(run, params, targets, key, on_images, cached=None, prefix="
       result, timing = engine.run_planned(run, params, piece, jax.random.fold_in(key, i), draws,
                                           engine.lane_sharding(len(piece), draws))
       if draws > 1:
-        result = engine.keep_surest(result, piece, 1, "vector")
+        result = engine.keep_surest(result, piece, 1, kind)
       seconds[0] += timing["seconds"]
       return {"inputs": np.asarray(result.inputs)[:, 0]}
     found = compute() if cached is None else cached(f"{prefix}-soft{size}-{i:06d}", compute)
