@@ -4,7 +4,9 @@ One compiled call: `vmap` over targets, `vmap` over restarts, `lax.scan` over op
 It works for any model function `apply_fn(params, x)` taking a batch of inputs and returning a
 batch of outputs, or `(outputs, {layer name: activations})` when objectives read hidden units.
 With several devices the (target, restart) lanes split over them (`lane_sharding`); when the
-call would not fit in memory the restarts run in equal chunks that do (`plan_restarts`).
+call would not fit in memory the restarts run in equal chunks that do (`plan_restarts`). On a
+CPU the restarts of one call run in blocks that stay in the caches, each block all its steps
+(`cpu_restart_block`), unless the objective compares them.
 
 >>> import jax, jax.numpy as jnp
 >>> from jinvert import objectives as ob
@@ -18,6 +20,7 @@ call would not fit in memory the restarts run in equal chunks that do (`plan_res
 True
 """
 
+import functools
 import math
 import time
 from typing import Callable, NamedTuple
@@ -197,7 +200,9 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
   `targets` has a leading axis T and `keys` is a (T, R) array of keys. `run` scans over the
   steps; each step is one lane's step vmapped over restarts and targets (the order `vmap` of a
   scan would give, written out so that the loop can report progress once, not once per lane).
-  Jit it (as `invert` does) to compile the whole search as one call.
+  On a CPU, the restarts run in blocks of `cpu_restart_block` in a `lax.map`, each block the
+  whole scan, unless the objective compares them (`Objective.couples_restarts`): the same lanes,
+  kept in the caches. Jit it (as `invert` does) to compile the whole search as one call.
 
   Args:
     apply_fn: batched model function `apply_fn(params, x)`.
@@ -209,8 +214,8 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
     transform: optional robustness transform `fn(key, x) -> x` applied before the model.
     record_every: keep loss and probability every k-th step (0: keep only the first).
     record_inputs: also keep the input at each recorded step (memory: S' x T x R inputs).
-    on_steps: called on the host with the number of steps done, every `report_every` steps
-      (through `jax.debug.callback`), for a progress bar.
+    on_steps: called on the host with the number of steps done (a block's share of them),
+      every `report_every` steps (through `jax.debug.callback`), for a progress bar.
     report_every: steps between `on_steps` calls (default: about 2% of the steps; what a
       report costs: experiments/RESULTS.md).
   """
@@ -221,18 +226,18 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
                                transform, record_inputs)
   every = report_every or max(1, steps // 50)
   # named axes: objectives that compare a target's restarts (diversity, alignment) gather over
-  # RESTARTS; a collective never crosses targets
+  # RESTARTS; the BatchNorm prior's statistics over both
   over_restarts = jax.vmap(lane_step, in_axes=(None, None, 0, 0, None), axis_name=RESTARTS)
   all_lanes = jax.vmap(over_restarts, in_axes=(None, 0, 0, 0, None), axis_name=TARGETS)
 
-  def run(params, targets, keys):
+  def whole(params, targets, keys, blocks=1):
     carry, step_keys = jax.vmap(jax.vmap(lane_init))(keys)
 
     def step(carry, i):
       carry, history = all_lanes(params, targets, step_keys, carry, i)
-      if on_steps is not None:
+      if on_steps is not None:  # each of `blocks` runs every step: a block's share of them
         jax.lax.cond((i + 1) % every == 0,
-                     lambda: jax.debug.callback(lambda: on_steps(every)), lambda: None)
+                     lambda: jax.debug.callback(lambda: on_steps(every / blocks)), lambda: None)
       return carry, history
 
     (latent, _), (losses, probs, xs) = _scan_recording(step, carry, steps, record_every or steps)
@@ -240,7 +245,79 @@ def make_inversion(apply_fn: Callable, objective: Objective, optimizer: optax.Gr
     outputs = jax.vmap(jax.vmap(lambda x: model(params, x)[0]))(x)
     return InversionResult(x, losses, probs, outputs, xs if record_inputs else None)
 
+  def in_blocks(block, params, targets, keys):
+    n_targets, restarts = keys.shape
+    blocks = restarts // block
+    keys = jnp.moveaxis(keys.reshape(n_targets, blocks, block), 1, 0)
+    parts = jax.lax.map(lambda keys: whole(params, targets, keys, blocks), keys)
+
+    def joined(field, axis):  # (blocks, ..., block at `axis`, ...) -> (..., restarts, ...)
+      if field is None:
+        return None
+      field = jnp.moveaxis(field, 0, axis)
+      return field.reshape(field.shape[:axis] + (restarts,) + field.shape[axis + 2:])
+    return InversionResult(*(joined(f, a) for f, a in zip(parts, _RESTART_AXIS)))
+
+  def run(params, targets, keys):
+    restarts = keys.shape[1]
+    block = restarts
+    if not objective.couples_restarts:
+      def first_step(keys):  # of restarts, each for every target
+        carry, step_keys = jax.vmap(jax.vmap(lane_init))(keys.T)
+        return all_lanes(params, targets, step_keys, carry, 0)
+      block = cpu_restart_block(lane_bytes(first_step, keys.T), len(targets), restarts)
+    if block == restarts:
+      return whole(params, targets, keys)
+    return jax.lax.platform_dependent(params, targets, keys,
+                                      cpu=functools.partial(in_blocks, block), default=whole)
+
   return run
+
+
+# On a CPU, the lanes of one call run in blocks of about this many bytes of the step's values
+# (`lane_bytes`, an over-count) and at least this many lanes, each block all its steps before
+# the next: such a block runs up to 2x faster than all the lanes stepping together, and a
+# smaller one pays its loop's own cost. Calibrated on this project's CPUs
+# (experiments/BENCHMARKS.md, "Lanes in blocks"); an accelerator runs all the lanes at once.
+CPU_BLOCK_BYTES = 100 * 2 ** 20
+CPU_BLOCK_LANES = 20
+
+
+def _value_sizes(jaxpr) -> list:
+  found = []
+  for eqn in jaxpr.eqns:
+    for value in eqn.params.values():
+      for sub in (value if isinstance(value, (tuple, list)) else [value]):
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          found += _value_sizes(inner)
+    found += [math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars
+              if hasattr(v.aval, "shape")]
+  return found
+
+
+def lane_bytes(fn: Callable, *lanes) -> int:
+  """Bytes one more lane adds to the values of `fn`'s program: `fn(*lanes)` traced for the
+  first lane of every argument (its leading axis) and for the first two, each value's size
+  compared and the differences summed; what all lanes share, such as weights, adds nothing.
+  An over-count of what is live at once, as XLA fuses most values.
+
+  >>> weights = jnp.ones((784, 256))
+  >>> lane_bytes(lambda x: jnp.tanh(x @ weights), jnp.ones((8, 784)))  # 2 x 256 float32
+  2048
+  """
+  def sizes(n):
+    given = jax.tree.map(lambda a: jax.ShapeDtypeStruct((n,) + a.shape[1:], a.dtype), lanes)
+    return _value_sizes(jax.make_jaxpr(fn)(*given).jaxpr)
+  return sum(two - one for one, two in zip(sizes(1), sizes(2)))
+
+
+def cpu_restart_block(restart_bytes: int, n_targets: int, restarts: int) -> int:
+  """Restarts per block on a CPU: the most that divide `restarts` and whose step values
+  (`restart_bytes` each: a restart of every target) fit in `CPU_BLOCK_BYTES`, or that make up
+  `CPU_BLOCK_LANES` lanes when more; at least one."""
+  fits = max(CPU_BLOCK_BYTES // max(1, restart_bytes), -(-CPU_BLOCK_LANES // n_targets))
+  return max(d for d in range(1, restarts + 1) if restarts % d == 0 and d <= fits)
 
 
 def starting_inputs(parameterization: parameterizations.Parameterization, keys, input_shape):

@@ -6,12 +6,13 @@ import numpy as np
 import optax
 import pytest
 
-from jinvert import memory
+from jinvert import engine, memory
 from jinvert import objectives as ob
 from jinvert import parameterizations as pz
 from jinvert import transforms
-from jinvert.engine import (invert, keep_surest, lane_keys, make_inversion, plan_restarts,
-                            result_bytes, split_outputs, outputs_only, timed_invert)
+from jinvert.engine import (InversionResult, invert, keep_surest, lane_keys, make_inversion,
+                            plan_restarts, result_bytes, split_outputs, outputs_only,
+                            timed_invert)
 from jinvert.errors import JinvertError
 from conftest import tiny_model
 
@@ -186,6 +187,60 @@ def test_progress_reports_every_step_once_over_chunks(x64):
     assert (timing["chunks"] == 1) == (device_bytes is None)
     assert sum(reported) == pytest.approx(20) and len(reported) == 20 * timing["chunks"]
     np.testing.assert_allclose(result.inputs, plain.inputs, rtol=0, atol=KERNEL_TOLERANCE)
+
+
+@pytest.mark.parametrize("block", [6, 1, 2])
+def test_restarts_in_blocks_equal_one_block(x64, monkeypatch, block):
+  """On a CPU the restarts may run in blocks, each block every step (so the progress reports
+  come once a step from each block): the same images and histories as all the restarts
+  stepping together, to the rounding of another kernel (KERNEL_TOLERANCE)."""
+  apply_fn, params = tiny_model(jax.random.key(0), dtype=jnp.float64)
+  kw = dict(key=jax.random.key(4), input_shape=SHAPE, restarts=6, steps=12,
+            optimizer=optax.adam(0.05), parameterization=pz.pixels(), record_every=3,
+            record_inputs=True)
+  together, _ = timed_invert(apply_fn, params, ob.class_log_prob(), jnp.arange(4), **kw)
+  monkeypatch.setattr(engine, "cpu_restart_block", lambda restart_bytes, targets, r: block)
+  reported = []
+  blocked, _ = timed_invert(apply_fn, params, ob.class_log_prob(), jnp.arange(4),
+                            on_steps=reported.append, **kw)
+  assert len(reported) == 12 * 6 // block and sum(reported) == pytest.approx(12)
+  for field in InversionResult._fields:
+    np.testing.assert_allclose(getattr(blocked, field), getattr(together, field), rtol=0,
+                               atol=KERNEL_TOLERANCE, err_msg=field)
+
+
+def test_restarts_that_an_objective_compares_stay_in_one_block(monkeypatch):
+  apply_fn, params = tiny_model(jax.random.key(0))
+  monkeypatch.setattr(engine, "CPU_BLOCK_BYTES", 1)
+  monkeypatch.setattr(engine, "CPU_BLOCK_LANES", 1)
+  reported = []
+  for objective, calls in ((ob.class_log_prob(), 3), (ob.class_log_prob() + ob.diversity("h"), 1)):
+    timed_invert(apply_fn, params, objective, jnp.arange(4), key=jax.random.key(4),
+                 input_shape=SHAPE, restarts=3, steps=10, on_steps=reported.append)
+    assert len(reported) == 10 * calls
+    reported.clear()
+
+
+@pytest.mark.parametrize("restart_bytes,targets,restarts,block", [
+    (50, 10, 12, 12), (100, 10, 12, 6), (250, 10, 12, 4), (300, 10, 12, 3),
+    (10 ** 6, 1, 12, 12),  # at least 20 lanes
+    (10 ** 6, 10, 12, 2), (10 ** 6, 10, 7, 1), (10 ** 6, 4, 12, 4), (100, 10, 7, 7)])
+def test_a_block_is_the_most_restarts_that_divide_them_and_fit(monkeypatch, restart_bytes,
+                                                               targets, restarts, block):
+  monkeypatch.setattr(engine, "CPU_BLOCK_BYTES", 1000)
+  monkeypatch.setattr(engine, "CPU_BLOCK_LANES", 20)
+  assert engine.cpu_restart_block(restart_bytes, targets, restarts) == block
+
+
+@pytest.mark.parametrize("width", [4, 300])
+def test_lane_bytes_count_what_each_lane_adds_not_the_weights(width):
+  """A lane of `tanh(x @ w)` adds its product and its tanh, never the weights all lanes share;
+  a lane of the gradient also adds the gradient's values."""
+  weights = jnp.ones((25, width))
+  forward = lambda x: jnp.tanh(x @ weights)
+  assert engine.lane_bytes(forward, jnp.ones((3, 25))) == 2 * 4 * width
+  backward = engine.lane_bytes(jax.grad(lambda x: jnp.sum(forward(x))), jnp.ones((3, 25)))
+  assert 4 * (2 * width + 25) < backward < 4 * 25 * width
 
 
 def test_model_functions_may_return_outputs_alone_or_with_activations():
