@@ -7,11 +7,11 @@ used. Every image the student sees is labelled by the teacher at that moment, af
 augmentation, so the labels are always the teacher's outputs on exactly what the student sees.
 
 The student must query the teacher many times around the synthesised images, not only at them:
-each batch mixes pairs of images (mixup) and adds Gaussian noise, so a student fitted to 6,000
-images still learns the teacher's response in the directions in which real digits differ from
-them. Adaptive rounds (`rounds` > 1: later images where the student still disagrees with the
-teacher, DeepInversion's competition) are offered; what each ingredient is worth:
-experiments/RESULTS.md.
+each batch mixes pairs of images (mixup) and adds Gaussian noise (a recipe may first distort
+each image elastically), so a student fitted to 6,000 images still learns the teacher's
+response in the directions in which real digits differ from them. Adaptive rounds (`rounds` >
+1: later images where the student still disagrees with the teacher, DeepInversion's
+competition) are offered; what each ingredient is worth: experiments/RESULTS.md.
 
 >>> import jax.numpy as jnp
 >>> teacher = jnp.array([[4.0, 0.0, 0.0]])
@@ -32,7 +32,7 @@ import optax
 from flax import serialization
 from flax.training import train_state
 
-from jinvert import engine, memory, optimizers, presets, train
+from jinvert import engine, input_space, memory, optimizers, presets, train, transforms
 from jinvert.errors import JinvertError
 from jinvert.objectives import wrap_objective
 
@@ -52,6 +52,9 @@ class StudentRecipe:
     temperature: of the softened distributions matched (Hinton et al.'s T).
     mixup: each image is mixed with another of its batch, with weight U(0, mixup).
     noise: standard deviation of the Gaussian noise added to every image.
+    distortion: first, every image is distorted elastically with this strength (pixels:
+      `transforms.elastic`'s alpha; 0: not at all), so that the teacher is asked about its
+      images drawn by other hands.
   """
   steps: int = 36_000
   batch_size: int = 100
@@ -59,6 +62,7 @@ class StudentRecipe:
   temperature: float = 4.0
   mixup: float = 0.5
   noise: float = 0.3
+  distortion: float = 0.0
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float):
@@ -68,8 +72,15 @@ def kd_loss(student_logits, teacher_logits, temperature: float):
   return temperature ** 2 * jnp.mean(jnp.sum(jnp.exp(t) * (t - s), axis=-1))
 
 
-def augment(key, x, mixup: float, noise: float):
-  """Mixes each image of the batch `x` with another (weight U(0, mixup)) and adds noise."""
+def augment(key, x, mixup: float, noise: float, distortion: float = 0.0):
+  """Distorts each image of the batch `x` (`transforms.elastic` of strength `distortion`, if
+  any), mixes it with another (weight U(0, mixup)) and adds noise."""
+  if distortion:
+    axes = input_space.layout(x.shape[1:]).spatial_axes
+    if axes is None:
+      raise JinvertError(f"a distortion needs images; these inputs are {x.shape[1:]} features")
+    distort = transforms.elastic(distortion, axes=axes)
+    x = jax.vmap(distort)(jax.random.split(jax.random.fold_in(key, 3), len(x)), x)
   k_weight, k_partner, k_noise = jax.random.split(key, 3)
   weight = jax.random.uniform(k_weight, (len(x),) + (1,) * (x.ndim - 1), maxval=mixup)
   x = (1 - weight) * x + weight * x[jax.random.permutation(k_partner, len(x))]
@@ -86,7 +97,8 @@ def distill_steps(state, images, teacher_fn, teacher_params, indices, key,
     x = images[idx]
     if sharding is not None:
       x = jax.lax.with_sharding_constraint(x, sharding)
-    x = augment(jax.random.fold_in(key, state.step), x, recipe.mixup, recipe.noise)
+    x = augment(jax.random.fold_in(key, state.step), x, recipe.mixup, recipe.noise,
+                recipe.distortion)
     target = teacher_fn(teacher_params, x)
     loss, grads = jax.value_and_grad(
         lambda p: kd_loss(state.apply_fn(p, x), target, recipe.temperature))(state.params)

@@ -238,9 +238,10 @@ class ModelSpec:
     report: `report(params) -> dict` of what `jinvert train` adds to its JSON line, if anything.
     batchnorm: {activation: BatchNorm module}: each BatchNorm layer's input, as sown, and the
       module whose running statistics (`batch_stats`) describe it.
-    distill_noise: the standard deviation of the Gaussian noise its batches get when it is a
-      distilled student (`distill.StudentRecipe.noise`): an MLP learns the teacher around the
-      images from it, a convnet learns the noise instead (experiments/RESULTS.md).
+    distill: how it learns when it is a distilled student, `distill.StudentRecipe`'s fields
+      that differ for it: a convnet learns Gaussian noise of 0.3 (an MLP's teacher around the
+      images) instead of the teacher, and learns more from elastically distorted images
+      (experiments/RESULTS.md).
   """
   name: str
   make: Callable[[str], nn.Module]
@@ -254,7 +255,7 @@ class ModelSpec:
   n_classes: int = 10
   report: Callable | None = None
   batchnorm: dict = dataclasses.field(default_factory=dict)
-  distill_noise: float = 0.3
+  distill: dict = dataclasses.field(default_factory=dict)
 
   def module(self, init: str | None = None) -> nn.Module:
     init = self.inits[0] if init is None else init
@@ -287,6 +288,9 @@ def _weight_and_bias(params):
 
 
 _MLP_LAYERS = ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")
+
+# experiments/RESULTS.md, "Distilling convnets"
+_CONVNET_STUDENT = {"noise": 0.1, "distortion": 34.0}
 
 _LENET_LAYERS = ("block1_pre", "block1", "block2_pre", "block2", "block3_pre", "block3",
                  "hidden1")
@@ -329,11 +333,11 @@ REGISTRY = {
         ModelSpec("lenet5", lambda init: LeNet5(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=256, epochs=10),
                   "LeNet-5 (DAFL's): conv 6-16-120 5x5, dense 84, on MNIST padded to 32x32",
-                  ("lecun",), _LENET_LAYERS, distill_noise=0.1),
+                  ("lecun",), _LENET_LAYERS, distill=_CONVNET_STUDENT),
         ModelSpec("lenet5-half", lambda init: LeNet5(width=0.5), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=256, epochs=10),
                   "LeNet-5-half, the data-free students' model: conv 3-8-60 5x5, dense 42",
-                  ("lecun",), _LENET_LAYERS, distill_noise=0.1),
+                  ("lecun",), _LENET_LAYERS, distill=_CONVNET_STUDENT),
         ModelSpec("vae", lambda init: VAE(), (28, 28), "mnist",
                   Recipe("adam", 1e-3, batch_size=128, epochs=10, loss="elbo"),
                   "the natural preset's prior: a VAE, latent 16", ("lecun",),

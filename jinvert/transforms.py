@@ -4,9 +4,9 @@ Each transform is `fn(key, x) -> x` on one input, acting on its two spatial axes
 the last two: (H, W) or channels-first (C, H, W); pass `axes=(-3, -2)` for channels-last
 (H, W, C)). The stored input stays untransformed. Requiring the objective to hold under small
 random changes suppresses pixel-level noise that only this one model reads. `jitter`, `blur`,
-`random_scale` and `random_rotate` keep the image's size; `pad` grows it, and `standard()`, the
-chain Lucid's feature visualisation uses, pads, transforms and crops back to the input's size,
-so that a model of fixed input size can take it.
+`random_scale`, `random_rotate` and `elastic` keep the image's size; `pad` grows it, and
+`standard()`, the chain Lucid's feature visualisation uses, pads, transforms and crops back to
+the input's size, so that a model of fixed input size can take it.
 
 >>> import jax, jax.numpy as jnp
 >>> image = jnp.zeros((5, 5)).at[2, 2].set(1.0)
@@ -86,9 +86,10 @@ def crop(height: int, width: int, axes=(-2, -1)):
   return fn
 
 
-def _resample(x, matrix, axes):
-  """x sampled, bilinearly, at matrix @ (p - centre) + centre for every position p of its two
-  spatial axes (edge pixels repeat beyond the border); linear in x, so gradients pass."""
+def _resample(x, matrix, axes, displacement=None):
+  """x sampled, bilinearly, at matrix @ (p - centre) + centre (+ displacement[:, p]) for every
+  position p of its two spatial axes (edge pixels repeat beyond the border); linear in x, so
+  gradients pass."""
   axes = tuple(a % x.ndim for a in axes)
   image = jnp.moveaxis(x, axes, (0, 1))
   h, w = image.shape[:2]
@@ -97,6 +98,8 @@ def _resample(x, matrix, axes):
                                 indexing="ij"))
   source = jnp.tensordot(matrix.astype(x.dtype), grid - centre[:, None, None], axes=1) \
       + centre[:, None, None]
+  if displacement is not None:
+    source = source + displacement
   flat = image.reshape(h, w, -1)
   sample = jax.vmap(lambda plane: jax.scipy.ndimage.map_coordinates(
       plane, [source[0], source[1]], order=1, mode="nearest"), in_axes=-1, out_axes=-1)
@@ -117,6 +120,33 @@ def random_rotate(degrees: float = 10.0, axes=(-2, -1)):
     angle = jnp.deg2rad(jax.random.uniform(key, (), x.dtype, minval=-degrees, maxval=degrees))
     cos, sin = jnp.cos(angle), jnp.sin(angle)
     return _resample(x, jnp.stack([jnp.stack([cos, -sin]), jnp.stack([sin, cos])]), axes)
+  return fn
+
+
+def _smoothing(n: int, sigma: float):
+  """(n, n): a Gaussian of `sigma` positions along one axis, each row summing to 1."""
+  i = jnp.arange(n, dtype=jnp.float32)
+  weights = jnp.exp(-(i[:, None] - i[None, :]) ** 2 / (2 * sigma ** 2))
+  return weights / weights.sum(axis=1, keepdims=True)
+
+
+def elastic(alpha: float = 34.0, sigma: float = 4.0, degrees: float = 10.0, scale: float = 0.1,
+            axes=(-2, -1)):
+  """Simard et al.'s (2003) elastic distortion, the way one hand's digits differ from
+  another's: every pixel is taken from its place moved by a random field (uniform in [-1, 1]
+  at each pixel, smoothed by a Gaussian of `sigma` pixels, times `alpha`), after a rotation in
+  [-degrees, degrees] and a scale in [1 - scale, 1 + scale]; one bilinear resampling."""
+  def fn(key, x):
+    k_field, k_angle, k_scale = jax.random.split(key, 3)
+    h, w = (x.shape[a] for a in axes)
+    field = jax.random.uniform(k_field, (2, h, w), x.dtype, -1.0, 1.0)
+    field = alpha * jnp.einsum("ij,cjk,lk->cil", _smoothing(h, sigma).astype(x.dtype), field,
+                               _smoothing(w, sigma).astype(x.dtype))
+    angle = jnp.deg2rad(jax.random.uniform(k_angle, (), x.dtype, -degrees, degrees))
+    factor = jax.random.uniform(k_scale, (), x.dtype, 1 - scale, 1 + scale)
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    rotation = jnp.stack([jnp.stack([cos, -sin]), jnp.stack([sin, cos])])
+    return _resample(x, rotation / factor, axes, field)
   return fn
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jinvert import checkpoint, distill, engine, models, objectives, presets
+from jinvert.errors import JinvertError
 from jinvert.objectives import Context
 from conftest import write_tiny_dataset
 from contract import assert_refused, run, save
@@ -169,6 +170,16 @@ def test_kd_loss_is_the_tempered_kl():
   assert float(distill.kd_loss(t, t, 4.0)) == pytest.approx(0.0, abs=1e-7)
 
 
+def test_augment_distorts_images_only():
+  key, images = jax.random.key(0), jax.random.uniform(jax.random.key(1), (4, 12, 12))
+  plain = distill.augment(key, images, 0.0, 0.0)
+  np.testing.assert_array_equal(plain, images)
+  bent = distill.augment(key, images, 0.0, 0.0, distortion=3.0)
+  assert bent.shape == images.shape and not np.allclose(bent, images)
+  with pytest.raises(JinvertError, match=r"a distortion needs images; these inputs are \(5,\)"):
+    distill.augment(key, jnp.ones((4, 5)), 0.5, 0.1, distortion=3.0)
+
+
 @pytest.mark.parametrize("argv,fragment", [
     (["distill", "linear.msgpack", "--student", "mnist-mlp", "--images", "20"],
      "TEACHER linear.msgpack must be a classifier checkpoint"),
@@ -227,7 +238,8 @@ def test_an_onnx_teacher_from_torch_distills_into_a_zoo_student(work, capsys):
   assert 0.0 <= summary["student_test_accuracy"] <= 1.0
   assert 0.0 <= summary["teacher_test_accuracy"] <= 1.0
   _, meta = checkpoint.load_checkpoint("s.msgpack", expect_model="lenet5-half")
-  assert meta["recipe"]["distill"]["noise"] == models.get_model("lenet5-half").distill_noise == 0.1
+  recipe = meta["recipe"]["distill"]
+  assert {k: recipe[k] for k in ("noise", "distortion")} == models.get_model("lenet5-half").distill
 
 
 def test_onnx_teachers_the_student_cannot_learn_from_are_refused(work, capsys):

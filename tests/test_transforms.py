@@ -136,3 +136,37 @@ def test_new_transforms_pass_gradients(make, x64):
   weights = jax.random.normal(jax.random.key(5), out_shape, jnp.float64)
   finite_difference_check(lambda x: jnp.sum(weights * transform(jax.random.key(6), x)),
                           IMAGE.astype(jnp.float64), jax.random.key(7))
+
+
+def test_elastic_by_nothing_is_the_identity():
+  image = jax.random.uniform(jax.random.key(2), (3, 9, 11))
+  still = transforms.elastic(alpha=0.0, degrees=0.0, scale=0.0)
+  np.testing.assert_allclose(still(jax.random.key(0), image), image, atol=1e-6)
+
+
+def test_elastic_moves_each_pixel_by_a_smooth_field_within_alpha():
+  # bilinear sampling of a ramp is exact, so away from the border the output minus the ramp is
+  # the field itself: bounded by alpha, varying slowly, other for another key
+  rows = jnp.broadcast_to(jnp.arange(40.0)[:, None], (40, 40))
+  bend = transforms.elastic(alpha=3.0, sigma=4.0, degrees=0.0, scale=0.0)
+  fields = [np.asarray(bend(jax.random.key(i), rows) - rows)[8:-8, 8:-8] for i in range(2)]
+  for field in fields:
+    assert np.abs(field).max() <= 3.0
+    assert np.abs(field).max() > 0.1                              # it moved
+    assert np.abs(np.diff(field, axis=0)).max() < 0.5 * np.abs(field).max()  # smoothly
+  assert not np.allclose(*fields)
+
+
+def test_elastic_moves_every_channel_alike():
+  image = jax.random.uniform(jax.random.key(1), (12, 12, 3))
+  out = transforms.elastic(axes=(-3, -2))(jax.random.key(4), image)
+  for c in range(3):
+    np.testing.assert_allclose(out[..., c], transforms.elastic()(jax.random.key(4), image[..., c]),
+                               atol=1e-6)
+
+
+def test_elastic_passes_gradients(x64):
+  transform = transforms.elastic()
+  weights = jax.random.normal(jax.random.key(5), IMAGE.shape, jnp.float64)
+  finite_difference_check(lambda x: jnp.sum(weights * transform(jax.random.key(6), x)),
+                          IMAGE.astype(jnp.float64), jax.random.key(7))

@@ -193,7 +193,7 @@ def run(args):
   module = student.module()
   init_key, run_key = jax.random.split(jax.random.key(args.seed))
   recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images),
-                                 noise=student.distill_noise)
+                                 **student.distill)
   with progress.bar("synthesising", args.images, "images") as on_images, \
       progress.bar("training the student", args.rounds * recipe.steps, "steps") as on_steps:
     params, _, seconds = distill.distill(
