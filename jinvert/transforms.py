@@ -114,12 +114,17 @@ def random_scale(low: float = 0.9, high: float = 1.1, axes=(-2, -1)):
   return fn
 
 
+def _random_rotation(key, degrees: float, dtype):
+  """(2, 2): a rotation by a random angle in [-degrees, degrees]."""
+  angle = jnp.deg2rad(jax.random.uniform(key, (), dtype, minval=-degrees, maxval=degrees))
+  cos, sin = jnp.cos(angle), jnp.sin(angle)
+  return jnp.stack([jnp.stack([cos, -sin]), jnp.stack([sin, cos])])
+
+
 def random_rotate(degrees: float = 10.0, axes=(-2, -1)):
   """Rotates the image about its centre by a random angle in [-degrees, degrees]."""
   def fn(key, x):
-    angle = jnp.deg2rad(jax.random.uniform(key, (), x.dtype, minval=-degrees, maxval=degrees))
-    cos, sin = jnp.cos(angle), jnp.sin(angle)
-    return _resample(x, jnp.stack([jnp.stack([cos, -sin]), jnp.stack([sin, cos])]), axes)
+    return _resample(x, _random_rotation(key, degrees, x.dtype), axes)
   return fn
 
 
@@ -142,11 +147,8 @@ def elastic(alpha: float = 34.0, sigma: float = 4.0, degrees: float = 10.0, scal
     field = jax.random.uniform(k_field, (2, h, w), x.dtype, -1.0, 1.0)
     field = alpha * jnp.einsum("ij,cjk,lk->cil", _smoothing(h, sigma).astype(x.dtype), field,
                                _smoothing(w, sigma).astype(x.dtype))
-    angle = jnp.deg2rad(jax.random.uniform(k_angle, (), x.dtype, -degrees, degrees))
     factor = jax.random.uniform(k_scale, (), x.dtype, 1 - scale, 1 + scale)
-    cos, sin = jnp.cos(angle), jnp.sin(angle)
-    rotation = jnp.stack([jnp.stack([cos, -sin]), jnp.stack([sin, cos])])
-    return _resample(x, rotation / factor, axes, field)
+    return _resample(x, _random_rotation(k_angle, degrees, x.dtype) / factor, axes, field)
   return fn
 
 
