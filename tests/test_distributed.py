@@ -212,6 +212,25 @@ def test_a_work_dir_of_another_run_is_refused(tmp_path):
   assert again.load("piece")["x"].tolist() == [0, 1, 2] and again.load("other") is None
 
 
+def test_a_distill_work_dir_of_another_student_recipe_is_refused(folder, monkeypatch, capsys):
+  """The zoo's student recipe is not an argument, yet it shapes the student: a folder kept
+  under one recipe is not resumed under another."""
+  import dataclasses
+  from jinvert import models
+  from jinvert.cli import main
+  monkeypatch.chdir(folder)
+  argv = ["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "20", "--steps",
+          "2", "--preset", "noise", "--work-dir", "work", "--out", "s.msgpack"]
+  assert main(argv) == 0
+  capsys.readouterr()
+  spec = models.REGISTRY["mnist-mlp"]
+  monkeypatch.setitem(models.REGISTRY, "mnist-mlp", dataclasses.replace(spec, distill={
+      **spec.distill, "noise": 0.05}))
+  assert main(argv) == 2
+  err = capsys.readouterr().err
+  assert "holds another run: student_recipe" in err and "'noise': 0.05" in err, err
+
+
 def test_invert_in_chunks_resumes_from_its_work_dir(folder, monkeypatch, capsys):
   """A memory limit splits the restarts into chunks; one chunk lost is computed again, and the
   images are those of a run that was never stopped."""

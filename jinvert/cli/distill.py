@@ -179,9 +179,12 @@ def run(args):
   job = _checked(args)
   outputs = Outputs(inputs=[(args.teacher, "TEACHER")], writes=distributed.is_writer())
   out = outputs.add(args.out, "--out")
-  work = resume.work_dir(args, args.teacher)
-  # everything is checked: the work starts; no data is read until the student is trained
   teacher, student = job.teacher, job.student
+  recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images),
+                                 **student.distill)
+  # the zoo's recipe may change between versions: a folder of the old one is not resumed
+  work = resume.work_dir(args, args.teacher, student_recipe=dataclasses.asdict(recipe))
+  # everything is checked: the work starts; no data is read until the student is trained
   preset = None
   if args.preset != NOISE:
     prior = priors.load(job.dataset, job.prior, args.data_dir) if job.uses_data else None
@@ -192,8 +195,6 @@ def run(args):
                                temperature=distill.SOFT_TEMPERATURE) if soft else None)
   module = student.module()
   init_key, run_key = jax.random.split(jax.random.key(args.seed))
-  recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images),
-                                 **student.distill)
   with progress.bar("synthesising", args.images, "images") as on_images, \
       progress.bar("training the student", args.rounds * recipe.steps, "steps") as on_steps:
     params, _, seconds = distill.distill(

@@ -12,8 +12,9 @@ _NOT_RESULTS = {"out", "png", "work_dir", "save_every", "coordinator", "num_proc
                 "process_id", "distributed", "debug", "run", "data_dir"}
 
 
-def work_dir(args, model_path):
-  """--work-dir's WorkDir for this command, or None without --work-dir."""
+def work_dir(args, model_path, **recipe):
+  """--work-dir's WorkDir for this command, or None without --work-dir; `recipe`: what else
+  shapes the result (JSON values), such as the zoo's training recipe of the model trained."""
   from jinvert import distributed, work_dir
   from jinvert.version import __version__
   if args.work_dir is None:
@@ -22,7 +23,7 @@ def work_dir(args, model_path):
     return None
   manifest = {"command": args.command, "model_sha256": work_dir.file_sha256(model_path),
               **{k: v for k, v in sorted(vars(args).items()) if k not in _NOT_RESULTS},
-              "jinvert": __version__}
+              **recipe, "jinvert": __version__}
   return work_dir.WorkDir(args.work_dir, manifest, writes=distributed.is_writer(),
                           share=distributed.from_process_0)
 
