@@ -283,14 +283,21 @@ CPU_BLOCK_BYTES = 100 * 2 ** 20
 CPU_BLOCK_LANES = 20
 
 
+def nested_jaxprs(eqn):
+  """The jaxprs held in the parameters of the equation `eqn`: a scan's or a call's body, each of
+  a cond's branches."""
+  for value in eqn.params.values():
+    for sub in (value if isinstance(value, (tuple, list)) else [value]):
+      inner = getattr(sub, "jaxpr", sub)
+      if hasattr(inner, "eqns"):
+        yield inner
+
+
 def _value_sizes(jaxpr) -> list:
   found = []
   for eqn in jaxpr.eqns:
-    for value in eqn.params.values():
-      for sub in (value if isinstance(value, (tuple, list)) else [value]):
-        inner = getattr(sub, "jaxpr", sub)
-        if hasattr(inner, "eqns"):
-          found += _value_sizes(inner)
+    for inner in nested_jaxprs(eqn):  # a cond: both branches (CPU_BLOCK_BYTES is calibrated so)
+      found += _value_sizes(inner)
     found += [math.prod(v.aval.shape) * v.aval.dtype.itemsize for v in eqn.outvars
               if hasattr(v.aval, "shape")]
   return found

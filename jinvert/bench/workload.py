@@ -96,14 +96,11 @@ def _products(jaxpr) -> list:
       free = lambda shape, used: math.prod(d for i, d in enumerate(shape) if i not in used)
       found.append((size(a, lb), free(a, {*lc, *lb}), size(a, lc), free(b, {*rc, *rb})))
     elif eqn.primitive.name == "cond":
-      branches = [_products(branch.jaxpr) for branch in eqn.params["branches"]]
+      branches = [_products(branch) for branch in engine.nested_jaxprs(eqn)]
       found += max(branches, key=lambda ps: sum(math.prod(p) for p in ps))
     else:
-      for value in eqn.params.values():
-        for sub in (value if isinstance(value, (tuple, list)) else [value]):
-          inner = getattr(sub, "jaxpr", sub)
-          if hasattr(inner, "eqns"):
-            found += _products(inner)
+      for inner in engine.nested_jaxprs(eqn):
+        found += _products(inner)
   return found
 
 
