@@ -238,10 +238,10 @@ class ModelSpec:
     report: `report(params) -> dict` of what `jinvert train` adds to its JSON line, if anything.
     batchnorm: {activation: BatchNorm module}: each BatchNorm layer's input, as sown, and the
       module whose running statistics (`batch_stats`) describe it.
-    distill: how it learns when it is a distilled student, `distill.StudentRecipe`'s fields
-      that differ for it: a convnet learns Gaussian noise of 0.3 (an MLP's teacher around the
-      images) instead of the teacher, and learns more from elastically distorted images
-      (experiments/RESULTS.md).
+    distill: how it learns when it is a distilled student: the `distill.StudentRecipe` fields
+      that differ for it. Gaussian noise of 0.3 teaches an MLP the teacher around the images;
+      a convnet learns that noise instead of the teacher, and learns more from elastically
+      distorted images (experiments/RESULTS.md).
   """
   name: str
   make: Callable[[str], nn.Module]
