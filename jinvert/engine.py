@@ -324,7 +324,11 @@ def cpu_restart_block(restart_bytes: int, n_targets: int, restarts: int) -> int:
   (`restart_bytes` each: a restart of every target) fit in `CPU_BLOCK_BYTES`, or that make up
   `CPU_BLOCK_LANES` lanes when more; at least one."""
   fits = max(CPU_BLOCK_BYTES // max(1, restart_bytes), -(-CPU_BLOCK_LANES // n_targets))
-  return max(d for d in range(1, restarts + 1) if restarts % d == 0 and d <= fits)
+  # divisors in pairs up to the square root: a billion restarts is refused at once, not after
+  # a scan of every count below it
+  divisors = (d for i in range(1, math.isqrt(restarts) + 1) if restarts % i == 0
+              for d in (i, restarts // i))
+  return max(d for d in divisors if d <= fits)
 
 
 def starting_inputs(parameterization: parameterizations.Parameterization, keys, input_shape):

@@ -224,7 +224,8 @@ def test_restarts_that_an_objective_compares_stay_in_one_block(monkeypatch):
 @pytest.mark.parametrize("restart_bytes,targets,restarts,block", [
     (50, 10, 12, 12), (100, 10, 12, 6), (250, 10, 12, 4), (300, 10, 12, 3),
     (10 ** 6, 1, 12, 12),  # at least 20 lanes
-    (10 ** 6, 10, 12, 2), (10 ** 6, 10, 7, 1), (10 ** 6, 4, 12, 4), (100, 10, 7, 7)])
+    (10 ** 6, 10, 12, 2), (10 ** 6, 10, 7, 1), (10 ** 6, 4, 12, 4), (100, 10, 7, 7),
+    (50, 10, 2 * 3 * 5 * 7 * 11 * 13 * 17 * 19 * 23, 19), (50, 10, 10 ** 9 + 7, 1)])
 def test_a_block_is_the_most_restarts_that_divide_them_and_fit(monkeypatch, restart_bytes,
                                                                targets, restarts, block):
   monkeypatch.setattr(engine, "CPU_BLOCK_BYTES", 1000)
