@@ -239,7 +239,7 @@ def test_invert_in_chunks_resumes_from_its_work_dir(folder, monkeypatch, capsys)
   from jinvert.cli import main
   monkeypatch.chdir(folder)
   monkeypatch.setenv("JINVERT_MEMORY_LIMIT", "4000000")
-  argv = ["invert", "teacher.msgpack", "--targets", "0-9", "--restarts", "64", "--steps", "300",
+  argv = ["invert", "teacher.msgpack", "--targets", "0-9", "--restarts", "64", "--steps", "60",
           "--preset", "raw", "--work-dir", "work"]
   assert main([*argv, "--out", "a.npz"]) == 0
   assert json.loads(capsys.readouterr().out.splitlines()[-1])["chunks"] > 1
