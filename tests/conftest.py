@@ -10,6 +10,11 @@ from pathlib import Path
 # before jax is imported anywhere, so that subprocesses inherit them too
 os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
 os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
+# The suite is compile-bound. LLVM at -O2 rather than XLA's default -O3 compiles an inversion
+# 2-2.6x faster and runs it as fast (experiments/BENCHMARKS.md, "The test suite on 2 cores"):
+# the same programs, optimised less. Flags already set come after, so they win.
+XLA_TEST_FLAGS = "--xla_backend_optimization_level=2"
+os.environ["XLA_FLAGS"] = f"{XLA_TEST_FLAGS} {os.environ.get('XLA_FLAGS', '')}"
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 from jinvert import engine, memory, parameterizations
 from jinvert.bench import products_bound, torch_reference, workload
 from test_cli import assert_one_line_error, run_cli
-from conftest import REPO
+from conftest import REPO, XLA_TEST_FLAGS
 
 SHARDED = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
@@ -54,10 +54,17 @@ SHARDED = textwrap.dedent("""
 
 
 def test_lanes_split_over_four_host_devices_equal_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = dict(os.environ,
+             XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4")
   proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env,
                         cwd=REPO, timeout=300)
   assert "SHARDED-OK" in proc.stdout, proc.stderr[-2000:]
+
+
+def _no_device_count() -> dict:
+  """The environment with no CPU device count chosen (the suite's other XLA flags kept)."""
+  env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+  return dict(env, XLA_FLAGS=XLA_TEST_FLAGS)
 
 
 DEVICE_COUNT = textwrap.dedent("""
@@ -74,11 +81,11 @@ DEVICE_COUNT = textwrap.dedent("""
 @pytest.mark.parametrize("env, started, want", [
     ({}, False, "cores"),
     ({"JAX_NUM_CPU_DEVICES": "3"}, False, "None 3"),
-    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}, False, "None 3"),
+    ({"XLA_FLAGS": f"{XLA_TEST_FLAGS} --xla_force_host_platform_device_count=3"}, False, "None 3"),
     ({}, True, "None 1"),
 ])
 def test_use_every_core_unless_a_count_was_chosen(env, started, want):
-  base = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  base = _no_device_count()
   proc = subprocess.run([sys.executable, "-c", DEVICE_COUNT, "started" if started else "fresh"],
                         capture_output=True, text=True, env={**base, **env}, cwd=REPO, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -90,7 +97,7 @@ def test_use_every_core_unless_a_count_was_chosen(env, started, want):
 
 
 def test_command_line_splits_the_lanes_over_a_device_per_core():
-  base = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  base = _no_device_count()
   argv = [sys.executable, "-m", "jinvert", "bench", "--sizes", "2", "--restarts", "2", "--steps",
           "3", "--repeats", "1", "--no-references"]
   for env, want in (({}, len(os.sched_getaffinity(0))), ({"JAX_NUM_CPU_DEVICES": "1"}, 1)):
