@@ -1,6 +1,6 @@
 """Data-free distillation of convnets: LeNet-5 -> LeNet-5-half, and mnist-cnn -> LeNet-5-half.
 
-    python experiments/convnet_distillation.py [--images 24000] [--steps 36000] [--seed 0]
+    python experiments/convnet_distillation.py [--images 24000] [--steps 108000] [--seed 0]
         [--teachers lenet5,mnist-cnn] [--checkpoints checkpoints] [--out runs/convnet_distillation]
 
 Each transfer row is one `jinvert distill TEACHER --student lenet5-half --images N --preset P`
@@ -92,7 +92,8 @@ def table(report: dict) -> str:
 def main():
   p = common.parser(__doc__, "runs/convnet_distillation")
   p.add_argument("--images", type=int, default=24_000, help="transfer images (default 24,000)")
-  p.add_argument("--steps", type=int, default=36_000, help="student steps (default 36,000)")
+  p.add_argument("--steps", type=int, default=108_000,
+                 help="student steps (default 108,000, the LeNet-5 students' recipe)")
   p.add_argument("--teachers", default="lenet5,mnist-cnn")
   args = p.parse_args()
   out = Path(args.out)

@@ -1,5 +1,6 @@
 """Data-free distillation: no data before the end, determinism, chunking, gradients, bad input."""
 
+import inspect
 import json
 
 import jax
@@ -75,6 +76,26 @@ def test_scores_the_student_when_the_test_set_is_there(work, capsys, monkeypatch
   summary = json.loads(out.splitlines()[-1])
   assert 0.0 <= summary["student_test_accuracy"] <= 1.0
   assert 0.0 <= summary["teacher_test_accuracy"] <= 1.0 and "note:" not in err
+
+
+@pytest.mark.parametrize("student, steps, expected", [
+  ("lenet5-half", [], 108_000), ("mnist-mlp", [], 36_000), ("lenet5-half", ["--steps", "12"], 12)])
+def test_the_students_recipe_sets_its_steps_unless_given(work, capsys, monkeypatch, student,
+                                                         steps, expected):
+  """A convnet student trains three times the MLP's steps by default; --steps overrides."""
+  recipes, signature = [], inspect.signature(distill.distill)
+
+  def untrained(*args, **kwargs):  # the student left as it starts
+    given = signature.bind(*args, **kwargs).arguments
+    recipes.append(given["recipe"])
+    return given["student_params"], None, {"synth_seconds": 0.0, "train_seconds": 0.0}
+
+  monkeypatch.setattr(distill, "distill", untrained)
+  code, _, err = run(capsys, "distill", "teacher.msgpack", "--student", student, "--images",
+                     "20", "--preset", "noise", *steps, "--out", "s.msgpack")
+  assert code == 0, err
+  assert [r.steps for r in recipes] == [expected]
+  assert checkpoint.load_checkpoint("s.msgpack")[1]["recipe"]["distill"]["steps"] == expected
 
 
 def _teacher():
@@ -239,7 +260,8 @@ def test_an_onnx_teacher_from_torch_distills_into_a_zoo_student(work, capsys):
   assert 0.0 <= summary["teacher_test_accuracy"] <= 1.0
   _, meta = checkpoint.load_checkpoint("s.msgpack", expect_model="lenet5-half")
   recipe = meta["recipe"]["distill"]
-  assert {k: recipe[k] for k in ("noise", "distortion")} == models.get_model("lenet5-half").distill
+  assert recipe == dict(models.get_model("lenet5-half").distill, steps=12, **{
+    k: recipe[k] for k in ("batch_size", "learning_rate", "temperature", "mixup")})
 
 
 def test_onnx_teachers_the_student_cannot_learn_from_are_refused(work, capsys):

@@ -45,9 +45,10 @@ def add(commands):
                       "classes' similarity in the teacher's final layer, at temperature 20, "
                       "instead of one class: images between the classes, as a student must learn "
                       "them (a zoo teacher)")
-  p.add_argument("--steps", type=arguments.count, default=36_000,
+  p.add_argument("--steps", type=arguments.count,
                  help="student optimiser steps of 100 images (fewer if --images is smaller; "
-                      "default 36000)")
+                      "default: the student's recipe, 36000, or 108000 for the LeNet-5 "
+                      "students)")
   p.add_argument("--batchnorm-prior", type=arguments.finite, metavar="W",
                  help=arguments.BATCHNORM_HELP)
   p.add_argument("--seed", type=arguments.seed, default=0, help="jax.random seed of everything")
@@ -180,8 +181,8 @@ def run(args):
   outputs = Outputs(inputs=[(args.teacher, "TEACHER")], writes=distributed.is_writer())
   out = outputs.add(args.out, "--out")
   teacher, student = job.teacher, job.student
-  recipe = distill.StudentRecipe(steps=args.steps, batch_size=min(100, args.images),
-                                 **student.distill)
+  recipe = distill.StudentRecipe(batch_size=min(100, args.images), **{
+    **student.distill, **({"steps": args.steps} if args.steps else {})})
   # the zoo's recipe may change between versions: a folder of the old one is not resumed
   work = resume.work_dir(args, args.teacher, student_recipe=dataclasses.asdict(recipe))
   # everything is checked: the work starts; no data is read until the student is trained
