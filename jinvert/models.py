@@ -289,9 +289,8 @@ def _weight_and_bias(params):
 
 _MLP_LAYERS = ("hidden1_pre", "hidden1", "hidden2_pre", "hidden2")
 
-# experiments/RESULTS.md, "Distilling convnets"
-# a convnet student keeps learning its teacher from distorted, mixed batches well past the
-# MLP's 36,000 steps (experiments/RESULTS.md)
+# experiments/RESULTS.md, "Distilling convnets": a convnet student keeps learning its teacher
+# from distorted, mixed batches well past the MLP's 36,000 steps
 _CONVNET_STUDENT = {"noise": 0.1, "distortion": 34.0, "steps": 108_000}
 
 _LENET_LAYERS = ("block1_pre", "block1", "block2_pre", "block2", "block3_pre", "block3",
