@@ -126,8 +126,10 @@ def test_outliers_are_noise_smooth_noise_and_shuffled_ink():
   assert not any(np.array_equal(o, np.asarray(images[0])) for o in found)  # the digit is gone
 
 
-def test_outlier_exposure_adds_half_the_cross_entropy_from_uniform_on_outliers():
-  spec = models.get_model("judge-resnet")
+@pytest.mark.parametrize("judge", ["judge-cnn", "judge-resnet"])
+def test_outlier_exposure_adds_half_the_cross_entropy_from_uniform_on_outliers(judge):
+  spec = models.get_model(judge)
+  assert spec.recipe.loss == "xent_oe"
   params = spec.init_params(jax.random.key(0))
   x, y = _fixed_batch(jax.random.key(1), n=12)
   key = jax.random.key(7)
