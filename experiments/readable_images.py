@@ -4,10 +4,11 @@ For each teacher (the MLPs mnist-mlp, r2rt-mlp and fashion-mlp, and mnist-cnn, a
 BatchNorm), inverts 10 classes x R restarts with the raw, data-free, readable, strokes and
 natural presets as shipped (for mnist-cnn data-free adds the BatchNorm prior) and reports the
 teacher's own confidence (its worst class's mean), and how often each judge reads an image as
-its target (the mean over classes, and the worst class). The judges are trained on the real
-training set with outlier exposure, so that noise is not read as a class: `cnn` (a small
-convnet) and `judge-resnet` (a wider residual convnet); they are loaded from --checkpoints, or
-trained there when missing.
+its target (the mean over classes, and the worst class); a first row reads the real test images
+the same way, the most a judge can be asked to read. The judges are trained on the real
+training set with outlier exposure, so that noise is not read as a class: `judge-cnn` (the
+small convnet `cnn`) and `judge-resnet` (a wider residual convnet); they are loaded from
+--checkpoints, or trained there when missing.
 The strokes preset (each image the surer of two drawn) runs again drawing one; for mnist-cnn,
 data-free runs again without the BatchNorm prior and strokes drawing four. Writes a JSON of the
 rows and a PNG grid per teacher, a column group per preset as shipped, in that order (the first
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from jinvert import files, plots, presets
+from jinvert import data, engine, files, plots, presets
 from jinvert.input_space import InputSpace
 
 TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-mnist",
@@ -38,19 +39,40 @@ BATCHNORM_VARIANTS = (("data-free without the BatchNorm prior", "data-free",
 
 def judges(dataset, checkpoints, data_dir):
   found = {}
-  for name in ("cnn", "judge-resnet"):
+  for name in ("judge-cnn", "judge-resnet"):
     fn, params, meta = common.classifier(name, dataset, checkpoints, 0, data_dir)
     found[name] = (lambda fn: lambda p, x: fn(p, x)[0])(fn), params, meta["test_accuracy"]
   return found
 
 
-def agreement(judge, images, targets):
-  """(mean over classes, worst class) of the judge reading each image as its target."""
+def reading(judge, images, labels):
+  """(mean over classes, worst class) of the judge reading each image as its label."""
   fn, params, _ = judge
+  predicted = np.concatenate([np.asarray(jnp.argmax(fn(params, images[i:i + 1000]), -1))
+                              for i in range(0, len(images), 1000)])
+  per_class = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
+  return float(np.mean(per_class)), float(np.min(per_class))
+
+
+def agreement(judge, images, targets):
+  """`reading` of images (targets, restarts, ...), each restart's label its target."""
   t, r = images.shape[:2]
-  predicted = np.asarray(jnp.argmax(fn(params, images.reshape((t * r,) + images.shape[2:])), -1))
-  per_class = (predicted.reshape(t, r) == np.asarray(targets)[:, None]).mean(1)
-  return float(per_class.mean()), float(per_class.min())
+  return reading(judge, images.reshape((t * r,) + images.shape[2:]),
+                 np.repeat(np.asarray(targets), r))
+
+
+def real_test_row(teacher, clf, judged, dataset, data_dir):
+  """The row of the real test images: the teacher's confidence in their labels (its worst
+  class's mean) and each judge's reading of them, the most a judge can be asked to read."""
+  test = data.load_dataset(dataset, data_dir)
+  images, labels = jnp.asarray(test.test_images), np.asarray(test.test_labels)
+  outputs = jnp.concatenate([engine.outputs_only(clf.apply_fn)(clf.params, images[i:i + 1000])
+                             for i in range(0, len(images), 1000)])
+  probs = np.asarray(jax.nn.softmax(outputs))[np.arange(len(labels)), labels]
+  row = {"teacher": teacher, "preset": "real test images", "draws": 1,
+         "min_class_target_prob": float(min(probs[labels == c].mean() for c in range(10))),
+         "seconds": 0.0, "compile_seconds": 0.0}
+  return row | {judge: reading(found, images, labels) for judge, found in judged.items()}
 
 
 def main():
@@ -66,6 +88,8 @@ def main():
     judged = judges(dataset, args.checkpoints, args.data_dir)
     prior = common.vae_prior(dataset, args.checkpoints, args.data_dir)
     shown = []
+    rows.append(real_test_row(teacher, clf, judged, dataset, args.data_dir))
+    common.log(str(rows[-1]))
     runs = [(name, name, {}) for name in PRESETS] + list(VARIANTS) + \
         list(BATCHNORM_VARIANTS if clf.batchnorm else ())
     for label, name, given in runs:
@@ -86,12 +110,12 @@ def main():
         shown.append(np.asarray(result.inputs)[:, :3])
     grids[teacher] = plots.grid_png(np.concatenate(shown, 1), list(range(10)),
                                     f"{teacher}: " + " / ".join(PRESETS) + " (3 each)")
-  print("| teacher | preset | draws | min class p(target) | cnn judge: mean / worst class | "
+  print("| teacher | preset | draws | min class p(target) | judge-cnn: mean / worst class | "
         "judge-resnet: mean / worst class | seconds (compile) |")
   print("|---|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['teacher']} | {r['preset']} | {r['draws']} | {r['min_class_target_prob']:.4f} | "
-          f"{r['cnn'][0]:.1%} / {r['cnn'][1]:.1%} | {r['judge-resnet'][0]:.1%} / "
+          f"{r['judge-cnn'][0]:.1%} / {r['judge-cnn'][1]:.1%} | {r['judge-resnet'][0]:.1%} / "
           f"{r['judge-resnet'][1]:.1%} | {r['seconds']} ({r['compile_seconds']}) |")
   common.write_json(args.out, rows)
   for teacher, png in grids.items():
