@@ -90,8 +90,10 @@ def test_invert_on_two_processes_equals_one_and_only_process_0_writes(folder, pr
 def test_distill_on_two_processes_equals_one_within_float32_rounding(folder):
   """The transfer set is the same lanes as one process's; the student's gradients are summed
   across the processes (each takes half of every batch), so they differ from one process's in
-  the order of a float32 sum: after 100 Adam steps the weights differ by at most 1e-4 (5.7e-6
-  measured after 300), far below a change of seed."""
+  the order of a float32 sum. Training amplifies that by what the host's kernels round: after
+  100 Adam steps 5.7e-6 on an AVX-512 Xeon, 0.025-0.033 on an AVX2 EPYC, where one process on
+  one device differs from one on two by 0.028-0.029 and a change of seed by 0.30. So the
+  tolerance is that difference, measured here, and both stay far below a change of seed."""
   argv = ["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "200", "--steps",
           "100", "--seed", "0"]
   (code0, out0, err0), (code1, out1, err1) = _two(argv, folder, ("two.msgpack", "other.msgpack"))
@@ -100,12 +102,17 @@ def test_distill_on_two_processes_equals_one_within_float32_rounding(folder):
   assert not (folder / "other.msgpack").exists()
   assert _finish(_start([*argv, "--out", "one.msgpack"], folder))[0] == 0
   assert _finish(_start([*argv, "--seed", "1", "--out", "seed1.msgpack"], folder))[0] == 0
-  two, one, seed1 = (checkpoint.load_checkpoint(folder / f)[0]
-                     for f in ("two.msgpack", "one.msgpack", "seed1.msgpack"))
+  one_device = subprocess.Popen([sys.executable, "-m", "jinvert", *argv, "--out", "dev1.msgpack"],
+                                cwd=folder, env=_env(1), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+  assert _finish(one_device)[0] == 0
+  two, one, seed1, dev1 = (checkpoint.load_checkpoint(folder / f)[0] for f in
+                           ("two.msgpack", "one.msgpack", "seed1.msgpack", "dev1.msgpack"))
   worst = lambda a, b: max(jax.tree.leaves(jax.tree.map(
       lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a, b)))
-  assert worst(two, one) <= 1e-4
-  assert worst(seed1, one) > 100 * worst(two, one)
+  rounding = max(1e-4, worst(dev1, one))  # another order of the same float32 sums
+  assert worst(two, one) <= 3 * rounding
+  assert worst(seed1, one) > 5 * max(worst(two, one), rounding)
 
 
 def _wait_for(path, proc, timeout=JOIN):
