@@ -39,12 +39,12 @@ def _env(devices: int) -> dict:
   return dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices))
 
 
-def _start(argv, folder, process=None, port=None):
-  """`jinvert argv` as process `process` of 2 on one device, or alone on 2 devices."""
+def _start(argv, folder, process=None, port=None, devices=2):
+  """`jinvert argv` as process `process` of 2 on one device, or alone on `devices` devices."""
   cluster_flags = [] if process is None else [
       "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(process)]
   return subprocess.Popen([sys.executable, "-m", "jinvert", *map(str, argv), *cluster_flags],
-                          cwd=folder, env=_env(2 if process is None else 1),
+                          cwd=folder, env=_env(devices if process is None else 1),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -102,10 +102,7 @@ def test_distill_on_two_processes_equals_one_within_float32_rounding(folder):
   assert not (folder / "other.msgpack").exists()
   assert _finish(_start([*argv, "--out", "one.msgpack"], folder))[0] == 0
   assert _finish(_start([*argv, "--seed", "1", "--out", "seed1.msgpack"], folder))[0] == 0
-  one_device = subprocess.Popen([sys.executable, "-m", "jinvert", *argv, "--out", "dev1.msgpack"],
-                                cwd=folder, env=_env(1), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-  assert _finish(one_device)[0] == 0
+  assert _finish(_start([*argv, "--out", "dev1.msgpack"], folder, devices=1))[0] == 0
   two, one, seed1, dev1 = (checkpoint.load_checkpoint(folder / f)[0] for f in
                            ("two.msgpack", "one.msgpack", "seed1.msgpack", "dev1.msgpack"))
   worst = lambda a, b: max(jax.tree.leaves(jax.tree.map(
