@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from jinvert import data, engine, files, plots, presets
+from jinvert import data, engine, files, metrics, plots, presets
 from jinvert.input_space import InputSpace
 
 TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-mnist",
@@ -55,10 +55,11 @@ def reading(judge, images, labels):
 
 
 def agreement(judge, images, targets):
-  """`reading` of images (targets, restarts, ...), each restart's label its target."""
-  t, r = images.shape[:2]
-  return reading(judge, images.reshape((t * r,) + images.shape[2:]),
-                 np.repeat(np.asarray(targets), r))
+  """(mean over classes, worst class) of the judge reading images (targets, restarts, ...) as
+  their target (`metrics.agreement`)."""
+  fn, params, _ = judge
+  per_class = np.asarray(metrics.agreement(fn, params, images, targets))
+  return float(per_class.mean()), float(per_class.min())
 
 
 def real_test_row(teacher, clf, judged, dataset, data_dir):
