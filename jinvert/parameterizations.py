@@ -213,6 +213,68 @@ def pyramid(shape=(28, 28), levels: int = 3, scale: float = 0.5,
                           f"pyramid(levels={levels}" + (f", mean={mean:g})" if mean else ")"))
 
 
+def _pen(h: int, w: int, bernstein: np.ndarray, sigma: float):
+  """draw(control (count, points, 2) in pixels, intensity (count,)) -> (h, w): the strokes' ink
+  (`strokes`), its gradient written out. Why: autodiff's gradient through the minimum over
+  pieces and the product over strokes ran 3.7x slower on a CPU than this one, which needs the
+  nearest piece of each pixel only (experiments/BENCHMARKS.md, "The strokes renderer's
+  gradient, written out")."""
+  knots = bernstein.shape[0]
+
+  def nearest(curve):
+    """Every pixel's squared distance to each stroke's nearest piece, the offset from it
+    (ey, ex), how far along it (u) and which piece: (count, h, w) each, the pieces unrolled
+    into elementwise work."""
+    rows = jnp.arange(h, dtype=curve.dtype)[None, :, None]
+    cols = jnp.arange(w, dtype=curve.dtype)[None, None, :]
+    knot = curve[..., None, None]                                     # (count, knots, 2, 1, 1)
+    best = None
+    for piece in range(knots - 1):
+      a, b = knot[:, piece], knot[:, piece + 1] - knot[:, piece]      # start, direction
+      dy, dx = rows - a[:, 0], cols - a[:, 1]
+      u = jnp.clip((dy * b[:, 0] + dx * b[:, 1]) / (b[:, 0] ** 2 + b[:, 1] ** 2 + 1e-6), 0.0, 1.0)
+      ey, ex = dy - u * b[:, 0], dx - u * b[:, 1]
+      here = (ey * ey + ex * ex, ey, ex, u, jnp.full(u.shape, piece, jnp.int32))
+      best = here if best is None else tuple(
+          jnp.where(here[0] < best[0], new, old) for new, old in zip(here, best))
+    return best
+
+  def forward(control, intensity):
+    curve = jnp.einsum("sp,npd->nsd", bernstein.astype(control.dtype), control)
+    found = nearest(curve)
+    falloff = jnp.exp(-found[0] / (2 * sigma ** 2))
+    blank = 1 - falloff * intensity[:, None, None]
+    return 1 - jnp.prod(blank, 0), (found[1:], falloff, blank)
+
+  @jax.custom_vjp
+  def draw(control, intensity):
+    return forward(control, intensity)[0]
+
+  def backward(residuals, grad):
+    (ey, ex, u, piece), falloff, blank = residuals
+    # the other strokes' blank: the product before each stroke times the product after it
+    before = jnp.cumprod(jnp.concatenate([jnp.ones_like(blank[:1]), blank[:-1]]), 0)
+    after = jnp.cumprod(jnp.concatenate([jnp.ones_like(blank[:1]), blank[:0:-1]]), 0)[::-1]
+    d_ink = grad[None] * before * after
+    d_intensity = jnp.sum(d_ink * falloff, (1, 2))
+    # d is |p - a - u b|^2 at the u that minimises it (or clipped): its gradient is -2e for
+    # the piece's start a and -2ue for its direction b; a and b are Bernstein sums of the
+    # control points, so control point j gets -2e ((1 - u) B[s, j] + u B[s + 1, j]) from the
+    # pixels whose nearest piece is s
+    d_distance = d_ink * (1 - blank) * (-1 / (2 * sigma ** 2))
+    gy, gx = -2 * d_distance * ey, -2 * d_distance * ex
+    per_point = []
+    for j in range(bernstein.shape[1]):
+      at = lambda k: sum(jnp.where(piece == s, float(bernstein[s + k, j]), 0.0)
+                         for s in range(knots - 1))
+      weight = (1 - u) * at(0) + u * at(1)
+      per_point.append(jnp.stack([jnp.sum(gy * weight, (1, 2)), jnp.sum(gx * weight, (1, 2))], -1))
+    return jnp.stack(per_point, 1), d_intensity
+
+  draw.defvjp(forward, backward)
+  return draw
+
+
 def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
             width: float = 1.3) -> Parameterization:
   """A one-channel image of `shape` drawn with `count` pen strokes: each a Bezier curve of
@@ -234,14 +296,11 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
   """
   h, w = _gray_size(shape, "strokes")
   check = _built_for(shape, "strokes")
-  pixels_at = np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing="ij"), -1)
-  pixels_at = jnp.asarray(pixels_at.reshape(-1, 2), jnp.float32)           # (pixels, 2)
   t = np.linspace(0.0, 1.0, segments + 1)[:, None]
   i = np.arange(points)
   binomial = np.array([math.comb(points - 1, k) for k in i])
-  bernstein = jnp.asarray(binomial * t ** i * (1 - t) ** (points - 1 - i), jnp.float32)
-  centre, spread = jnp.array([[[h / 2, w / 2]]], jnp.float32), min(h, w) / 7
-  sigma = width * min(h, w) / 28
+  draw = _pen(h, w, binomial * t ** i * (1 - t) ** (points - 1 - i), width * min(h, w) / 28)
+  centre, spread = np.array([[[h / 2, w / 2]]]), min(h, w) / 7
 
   def init(key, input_shape):
     check(input_shape)
@@ -249,22 +308,8 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
             "intensity": jnp.full((count,), 2.0)}
 
   def to_input(latent):
-    dtype = latent["control"].dtype
-    grid, basis = pixels_at.astype(dtype), bernstein.astype(dtype)
-    curve = jnp.einsum("sp,npd->nsd", basis, centre.astype(dtype) + spread * latent["control"])
-    start, along = curve[:, :-1], jnp.diff(curve, axis=1)              # (count, segments, 2)
-    # |p - a|^2 and (p - a).(b - a) for every pixel p and piece a-b, from two products rather
-    # than a (pixels, count, segments, 2) difference: 2.3x faster on a CPU, the same image
-    start_dot = jnp.einsum("pd,nsd->pns", grid, start)
-    along_dot = jnp.einsum("pd,nsd->pns", grid, along) - jnp.sum(start * along, -1)[None]
-    square = (jnp.sum(grid * grid, -1)[:, None, None] - 2 * start_dot
-              + jnp.sum(start * start, -1)[None])
-    length = jnp.sum(along * along, -1)[None] + 1e-6
-    u = jnp.clip(along_dot / length, 0.0, 1.0)                           # nearest point's place
-    distance = jnp.maximum(square - 2 * u * along_dot + u * u * length, 0.0)
-    ink = (jnp.exp(-jnp.min(distance, -1) / (2 * sigma ** 2))
-           * jax.nn.sigmoid(latent["intensity"])[None])
-    return (1 - jnp.prod(1 - ink, -1)).reshape(shape)
+    control = centre.astype(latent["control"].dtype) + spread * latent["control"]
+    return draw(control, jax.nn.sigmoid(latent["intensity"])).reshape(shape)
 
   return Parameterization(init, to_input, _identity, f"strokes({count}x{points})")
 

@@ -190,8 +190,8 @@ def test_strokes_ink_falls_with_the_distance_to_the_nearest_piece_of_each_curve(
         blank[y, x] *= 1 - np.exp(-nearest / (2 * sigma ** 2)) / (1 + np.exp(-intensity))
   image = param.to_input(latent)
   assert image.shape == shape
-  # float32 rounding of d^2 = |p|^2 - 2 p.a + |a|^2 (terms up to 2 (h^2 + w^2)), times the
-  # ink's slope in d^2, at most 1 / (2 sigma^2)
+  # float32 rounding of d^2 (up to h^2 + w^2; the bound of an earlier renderer, which summed
+  # |p|^2 - 2 p.a + |a|^2), times the ink's slope in d^2, at most 1 / (2 sigma^2)
   atol = 8 * np.finfo(np.float32).eps * (h * h + w * w) / (2 * sigma ** 2)
   np.testing.assert_allclose(np.asarray(image).reshape(h, w), 1 - blank, atol=atol)
   assert float(image.max()) > 0.9  # a stroke at intensity sigmoid(3) = 0.95 crosses the image
