@@ -40,12 +40,19 @@ def _env(devices: int) -> dict:
 
 
 def _start(argv, folder, process=None, port=None, devices=2):
-  """`jinvert argv` as process `process` of 2 on one device, or alone on `devices` devices."""
+  """`jinvert argv` as process `process` of 2 on one device, or alone on `devices` devices.
+  A test's processes alone, one after another, share XLA's persistent cache (in the test's
+  folder): a resumed or repeated run loads what an earlier one compiled, the same programs. Two
+  processes at once do not: both would write the same entries."""
   cluster_flags = [] if process is None else [
       "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(process)]
+  env = _env(devices if process is None else 1)
+  if process is None:
+    env.update(JAX_COMPILATION_CACHE_DIR=str(folder / "xla-cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   return subprocess.Popen([sys.executable, "-m", "jinvert", *map(str, argv), *cluster_flags],
-                          cwd=folder, env=_env(devices if process is None else 1),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
 
 
 def _finish(proc, timeout=JOIN):
