@@ -106,11 +106,11 @@ def readable(shape=(28, 28), steps: int = 200, learning_rate: float = 0.1, axes=
       parameterization=parameterizations.pyramid(shape), transform=_as_drawn(axes))
 
 
-def strokes(shape=(28, 28), steps: int = 300, learning_rate: float = 0.05, axes=(-2, -1),
-            likelihood: objectives.Objective | None = None, draws: int = 2) -> Preset:
+def strokes(shape=(28, 28), steps: int = 150, learning_rate: float = 0.05, axes=(-2, -1),
+            likelihood: objectives.Objective | None = None, draws: int = 4) -> Preset:
   """Nothing but the model, drawn with a pen: Adam on the target log-probability (or
   `likelihood`) of an image of four strokes (`parameterizations.strokes`), robust as `readable`
-  is, each image the surer of `draws` drawn. The strokes are the whole prior: no smoothness or
+  is, each image the surest of `draws` drawn. The strokes are the whole prior: no smoothness or
   sparsity terms. One-channel images of `shape`."""
   likelihood = objectives.class_log_prob() if likelihood is None else likelihood
   return Preset(likelihood, optax.adam(learning_rate), parameterizations.strokes(shape), steps,
@@ -265,10 +265,10 @@ REGISTRY = {
     "strokes": PresetSpec(
         lambda space, prior, steps, likelihood=None: strokes(
             space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood),
-        300, "the model alone, drawn with four pen strokes, robust as readable is, each image "
-        "the surer of two: the digits that independent classifiers read best (one-channel "
+        150, "the model alone, drawn with four pen strokes, robust as readable is, each image "
+        "the surest of four: the digits that independent classifiers read best (one-channel "
         "images; not for textures)",
-        check=_needs_gray("strokes"), soft_targets=True, draws=2),
+        check=_needs_gray("strokes"), soft_targets=True, draws=4),
 }
 
 
