@@ -9,8 +9,7 @@ the same way, the most a judge can be asked to read. The judges are trained on t
 training set with outlier exposure, so that noise is not read as a class: `judge-cnn` (the
 small convnet `cnn`) and `judge-resnet` (a wider residual convnet); they are loaded from
 --checkpoints, or trained there when missing.
-The strokes preset (each image the surest of four drawn, 150 steps) runs again drawing one, and
-as it shipped until 2026-12-01 (the surer of two, 300 steps: the same time); for mnist-cnn,
+The strokes preset (each image the surest of four drawn) runs again drawing one; for mnist-cnn,
 data-free runs again without the BatchNorm prior. Writes a JSON of the
 rows and a PNG grid per teacher, a column group per preset as shipped, in that order (the first
 three restarts of each: strokes' surest).
@@ -31,8 +30,7 @@ TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-m
             "mnist-cnn": "mnist"}
 PRESETS = ("raw", "data-free", "readable", "strokes", "natural")
 # rows beside the presets as shipped: (label, preset, what `presets.build` is given)
-VARIANTS = (("strokes, one draw", "strokes", {"draws": 1}),
-            ("strokes, surer of 2, 300 steps", "strokes", {"draws": 2, "steps": 300}))
+VARIANTS = (("strokes, one draw", "strokes", {"draws": 1}),)
 # and for teachers with BatchNorm layers (the data-free preset adds the BatchNorm prior)
 BATCHNORM_VARIANTS = (("data-free without the BatchNorm prior", "data-free",
                        {"batchnorm_weight": 0.0}),)
