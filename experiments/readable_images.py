@@ -10,9 +10,9 @@ training set with outlier exposure, so that noise is not read as a class: `judge
 small convnet `cnn`) and `judge-resnet` (a wider residual convnet); they are loaded from
 --checkpoints, or trained there when missing.
 The strokes preset (each image the surest of four drawn) runs again drawing one; for mnist-cnn,
-data-free runs again without the BatchNorm prior. Writes a JSON of the
-rows and a PNG grid per teacher, a column group per preset as shipped, in that order (the first
-three restarts of each: strokes' surest).
+data-free runs again without the BatchNorm prior. Writes a JSON of the rows and a PNG grid per
+teacher, a column group per preset as shipped, in that order (the first three restarts of each:
+strokes' surest).
 
 Run with JINVERT_DATA set (the judges and the natural prior learn from the data; the data-free
 presets never read it).
