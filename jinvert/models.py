@@ -265,21 +265,30 @@ class ModelSpec:
     return self.make(init)
 
   def init_params(self, key, init: str | None = None):
-    return self.module(init).init(key, jnp.zeros((1,) + self.input_shape, jnp.float32))
+    return _init(self.module(init), key, jnp.zeros((1,) + self.input_shape, jnp.float32))
+
+
+# One compiled program rather than one per op: 2-8x faster the first time in a process (mnist-mlp
+# 2.0 s -> 1.0 s, lenet5 8.9 s -> 1.5 s), the same values bit for bit. The module is static, so
+# equal modules share the program: their initializers must be the same objects (constants below).
+_init = jax.jit(lambda module, key, x: module.init(key, x), static_argnums=0)
+
+
+# seed 000's tf.random_normal: stddev 1 for weights and biases
+_SEED_NORMAL = nn.initializers.normal(stddev=1.0)
+# seed 002: truncated normal stddev 0.1 (TF truncates at 2 stddev), biases 0.1
+_R2RT_KERNEL = nn.initializers.truncated_normal(stddev=0.1, lower=-2.0, upper=2.0)
+_R2RT_BIAS = nn.initializers.constant(0.1)
 
 
 def _mnist_mlp(init):
-  if init == "seed-normal":  # seed 000's tf.random_normal: stddev 1 for weights and biases
-    normal = nn.initializers.normal(stddev=1.0)
-    return MLP((256, 256), kernel_init=normal, bias_init=normal)
+  if init == "seed-normal":
+    return MLP((256, 256), kernel_init=_SEED_NORMAL, bias_init=_SEED_NORMAL)
   return MLP((256, 256))
 
 
 def _r2rt_mlp(init):
-  # seed 002: truncated normal stddev 0.1 (TF truncates at 2 stddev), biases 0.1
-  return MLP((100, 100), activation="sigmoid",
-             kernel_init=nn.initializers.truncated_normal(stddev=0.1, lower=-2.0, upper=2.0),
-             bias_init=nn.initializers.constant(0.1))
+  return MLP((100, 100), activation="sigmoid", kernel_init=_R2RT_KERNEL, bias_init=_R2RT_BIAS)
 
 
 def _weight_and_bias(params):

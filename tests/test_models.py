@@ -52,6 +52,19 @@ def test_seed_normal_init_has_unit_stddev_and_r2rt_init_matches_post():
   np.testing.assert_array_equal(r2rt["dense2"]["bias"], 0.1 * np.ones(100, np.float32))
 
 
+@pytest.mark.parametrize("name, init", [("mnist-mlp", "glorot"), ("mnist-mlp", "seed-normal"),
+                                         ("r2rt-mlp", "truncated-normal")])
+def test_init_params_is_the_modules_init_compiled_once(name, init):
+  spec = models.get_model(name)
+  x = jnp.zeros((1,) + spec.input_shape, jnp.float32)
+  for seed in (0, 1):
+    eager = spec.module(init).init(jax.random.key(seed), x)
+    jax.tree.map(np.testing.assert_array_equal, spec.init_params(jax.random.key(seed), init), eager)
+  compiled = models._init._cache_size()
+  spec.init_params(jax.random.key(2), init)  # a module built again: the same program
+  assert models._init._cache_size() == compiled
+
+
 def test_unknown_init_is_rejected():
   with pytest.raises(JinvertError, match="no init 'zeros'"):
     models.get_model("mnist-mlp").module("zeros")
