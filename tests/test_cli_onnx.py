@@ -50,17 +50,17 @@ def work(tmp_path, monkeypatch, isolated_env):
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_colour_cnn_is_inverted_and_drawn_in_colour(work, capsys, channels_last):
   (work / "c.onnx").write_bytes(colour_cnn(channels_last).SerializeToString())
-  code, out, err = run(capsys, "invert", "c.onnx", "--targets", "0-9", "--restarts", "4",
+  code, out, err = run(capsys, "invert", "c.onnx", "--targets", "0-9", "--restarts", "2",
                        "--steps", "300", "--out", "c.npz", "--png", "c.png")
   assert code == 0, err
   summary = json.loads(out.splitlines()[-1])
   # Random 3x3 filters are pixel-level pattern detectors, which the data-free colour recipe's 1/f
-  # spectrum and transforms suppress by design: on this fixture it reached mean p 0.82 (0.99
-  # without transforms), against chance 0.1; on a trained colour convnet, 0.99
-  # (experiments/RESULTS.md).
+  # spectrum and transforms suppress by design: on this fixture it reached mean p 0.82 at 4
+  # restarts, 0.83 at these 2 (0.99 without transforms), against chance 0.1; on a trained
+  # colour convnet, 0.99 (experiments/RESULTS.md).
   assert summary["preset"] == "data-free" and summary["mean_target_prob"] >= 0.7
   with np.load("c.npz") as f:
-    assert f["images"].shape == (10, 4) + ((32, 32, 3) if channels_last else (3, 32, 32))
+    assert f["images"].shape == (10, 2) + ((32, 32, 3) if channels_last else (3, 32, 32))
   import matplotlib.image
   png = matplotlib.image.imread("c.png")[..., :3]
   assert np.abs(png[..., 0] - png[..., 1]).max() > 0.1  # colour, not gray
