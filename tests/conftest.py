@@ -4,7 +4,9 @@ broadcast that only works by accident fails here instead of in a user's program.
 
 import gzip
 import os
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 # before jax is imported anywhere, so that subprocesses inherit them too
@@ -23,6 +25,22 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# One persistent XLA cache for the run's test processes (both workers), not for the processes a
+# test starts (some are killed mid-write): the suite compiles the same programs again and again,
+# each call of `distill` or the command line building its own closures, and a program compiled
+# once is then read back (experiments/BENCHMARKS.md, "The test suite on 2 cores"). An entry read
+# while the other worker writes it is compiled again, with a warning.
+# Named by the run's first process, whose workers inherit it.
+XLA_CACHE = Path(os.environ.setdefault(
+    "JINVERT_TESTS_XLA_CACHE", os.path.join(tempfile.gettempdir(), f"jinvert-xla-{os.getpid()}")))
+jax.config.update("jax_compilation_cache_dir", str(XLA_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
+def pytest_sessionfinish(session):
+  if "PYTEST_XDIST_WORKER" not in os.environ:  # the run's first process, which ends last
+    shutil.rmtree(XLA_CACHE, ignore_errors=True)
 
 # Property suites: CI sees the same derandomized examples every run; explore more with
 # HYPOTHESIS_PROFILE=explore.
