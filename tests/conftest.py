@@ -38,6 +38,14 @@ jax.config.update("jax_compilation_cache_dir", str(XLA_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
+def lone_process_cache(folder: Path) -> dict:
+  """The environment variables that give a process a test starts XLA's persistent cache in
+  `folder`, every program kept: processes run one after another (never two at once, which
+  would write the same entries) then load what an earlier one compiled."""
+  return dict(JAX_COMPILATION_CACHE_DIR=str(folder),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+
 def pytest_sessionfinish(session):
   if "PYTEST_XDIST_WORKER" not in os.environ:  # the run's first process, which ends last
     shutil.rmtree(XLA_CACHE, ignore_errors=True)

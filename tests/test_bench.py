@@ -11,7 +11,7 @@ import pytest
 from jinvert import engine, memory, parameterizations
 from jinvert.bench import products_bound, torch_reference, workload
 from test_cli import assert_one_line_error, run_cli
-from conftest import REPO, XLA_TEST_FLAGS
+from conftest import REPO, XLA_TEST_FLAGS, lone_process_cache
 
 SHARDED = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
@@ -55,10 +55,8 @@ SHARDED = textwrap.dedent("""
 
 def test_lanes_split_over_four_host_devices_equal_one_device(tmp_path):
   # each `invert` compiles its own program: from XLA's cache when another check ran it
-  env = dict(os.environ,
-             XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4",
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  env = dict(os.environ, **lone_process_cache(tmp_path),
+             XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=4")
   proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env,
                         cwd=REPO, timeout=300)
   assert "SHARDED-OK" in proc.stdout, proc.stderr[-2000:]
