@@ -303,20 +303,26 @@ def _value_sizes(jaxpr) -> list:
   return found
 
 
+# `lane_bytes` traces this many lanes: a prime, so a value's size is a multiple of it only when
+# the value holds a lane axis (or an axis of 1,021 x k, which no model here has); one trace,
+# where comparing the sizes at 1 lane and at 2 took two, each as long as the search's own.
+PROBE_LANES = 1021
+
+
 def lane_bytes(fn: Callable, *lanes) -> int:
-  """Bytes one more lane adds to the values of `fn`'s program: `fn(*lanes)` traced for the
-  first lane of every argument (its leading axis) and for the first two, each value's size
-  compared and the differences summed; what all lanes share, such as weights, adds nothing.
-  An over-count of what is live at once, as XLA fuses most values.
+  """Bytes one more lane adds to the values of `fn`'s program: `fn(*lanes)` traced for
+  `PROBE_LANES` lanes of every argument (its leading axis), the sizes of the values that hold
+  them summed per lane; what all lanes share, such as weights, adds nothing. An over-count of
+  what is live at once, as XLA fuses most values.
 
   >>> weights = jnp.ones((784, 256))
   >>> lane_bytes(lambda x: jnp.tanh(x @ weights), jnp.ones((8, 784)))  # 2 x 256 float32
   2048
   """
-  def sizes(n):
-    given = jax.tree.map(lambda a: jax.ShapeDtypeStruct((n,) + a.shape[1:], a.dtype), lanes)
-    return _value_sizes(jax.make_jaxpr(fn)(*given).jaxpr)
-  return sum(two - one for one, two in zip(sizes(1), sizes(2)))
+  given = jax.tree.map(lambda a: jax.ShapeDtypeStruct((PROBE_LANES,) + a.shape[1:], a.dtype),
+                       lanes)
+  return sum(size // PROBE_LANES for size in _value_sizes(jax.make_jaxpr(fn)(*given).jaxpr)
+             if size % PROBE_LANES == 0)
 
 
 def cpu_restart_block(restart_bytes: int, n_targets: int, restarts: int) -> int:
