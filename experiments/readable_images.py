@@ -46,11 +46,15 @@ def judges(dataset, checkpoints, data_dir):
   return found
 
 
-def reading(judge, images, labels):
-  """(mean over classes, worst class) of the judge reading each image as its label."""
+def predicted(judge, images):
+  """The judge's class for each image."""
   fn, params, _ = judge
-  predicted = np.concatenate([np.asarray(jnp.argmax(fn(params, images[i:i + 1000]), -1))
-                              for i in range(0, len(images), 1000)])
+  return np.concatenate([np.asarray(jnp.argmax(fn(params, images[i:i + 1000]), -1))
+                         for i in range(0, len(images), 1000)])
+
+
+def reading(predicted, labels):
+  """(mean over classes, worst class) of a judge's `predicted` classes matching the labels."""
   per_class = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
   return float(np.mean(per_class)), float(np.min(per_class))
 
@@ -75,6 +79,7 @@ def real_test_rows(teacher, clf, judged, dataset, data_dir):
   probs = np.asarray(jax.nn.softmax(outputs))[np.arange(len(labels)), labels]
   sure = probs >= SURE
   fewest = min(sure[labels == c].mean() for c in range(10))
+  read = {judge: predicted(found, images) for judge, found in judged.items()}
   rows = []
   for label, kept in (("real test images", slice(None)),
                       (f"real test images p >= {SURE} (a class keeps >= {fewest:.0%})", sure)):
@@ -82,8 +87,7 @@ def real_test_rows(teacher, clf, judged, dataset, data_dir):
                  "min_class_target_prob": float(min(probs[kept][labels[kept] == c].mean()
                                                     for c in range(10))),
                  "seconds": 0.0, "compile_seconds": 0.0} |
-                {judge: reading(found, images[kept], labels[kept])
-                 for judge, found in judged.items()})
+                {judge: reading(classes[kept], labels[kept]) for judge, classes in read.items()})
   return rows
 
 
