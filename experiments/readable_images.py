@@ -46,16 +46,9 @@ def judges(dataset, checkpoints, data_dir):
   return found
 
 
-def predicted(judge, images):
-  """The judge's class for each image."""
-  fn, params, _ = judge
-  return np.concatenate([np.asarray(jnp.argmax(fn(params, images[i:i + 1000]), -1))
-                         for i in range(0, len(images), 1000)])
-
-
-def reading(predicted, labels):
-  """(mean over classes, worst class) of a judge's `predicted` classes matching the labels."""
-  per_class = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
+def reading(classes, labels):
+  """(mean over classes, worst class) of a judge's predicted `classes` matching the labels."""
+  per_class = [np.mean(classes[labels == c] == c) for c in np.unique(labels)]
   return float(np.mean(per_class)), float(np.min(per_class))
 
 
@@ -79,7 +72,8 @@ def real_test_rows(teacher, clf, judged, dataset, data_dir):
   probs = np.asarray(jax.nn.softmax(outputs))[np.arange(len(labels)), labels]
   sure = probs >= SURE
   fewest = min(sure[labels == c].mean() for c in range(10))
-  read = {judge: predicted(found, images) for judge, found in judged.items()}
+  read = {judge: np.asarray(metrics.predicted_classes(fn, params, images))
+          for judge, (fn, params, _) in judged.items()}
   rows = []
   for label, kept in (("real test images", slice(None)),
                       (f"real test images p >= {SURE} (a class keeps >= {fewest:.0%})", sure)):

@@ -33,11 +33,16 @@ def agreement(judge_fn, judge_params, images, targets, batch_size: int = 4096):
     (T,) fractions in [0, 1].
   """
   images = jnp.asarray(images)
-  flat = images.reshape((-1,) + images.shape[2:])
-  predict = jax.jit(judge_fn)
-  labels = jnp.concatenate([jnp.argmax(predict(judge_params, flat[i:i + batch_size]), -1)
-                            for i in range(0, len(flat), batch_size)])
+  labels = predicted_classes(judge_fn, judge_params, images.reshape((-1,) + images.shape[2:]),
+                             batch_size)
   return jnp.mean(labels.reshape(images.shape[:2]) == jnp.asarray(targets)[:, None], axis=1)
+
+
+def predicted_classes(judge_fn, judge_params, images, batch_size: int = 4096):
+  """The class a model assigns to each of `images` (N, ...) -> (N,), `batch_size` at a time."""
+  predict = jax.jit(judge_fn)
+  return jnp.concatenate([jnp.argmax(predict(judge_params, images[i:i + batch_size]), -1)
+                          for i in range(0, len(images), batch_size)])
 
 
 def diversity(images):
