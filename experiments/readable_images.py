@@ -10,7 +10,7 @@ of as the bar asks synthetic images to be. The judges are trained on the real
 training set with outlier exposure, so that noise is not read as a class: `judge-cnn` (the
 small convnet `cnn`) and `judge-resnet` (a wider residual convnet); they are loaded from
 --checkpoints, or trained there when missing.
-The strokes preset (each image the surest of four drawn) runs again drawing one; for mnist-cnn,
+The strokes preset (each image the surest of five drawn) runs again drawing one; for mnist-cnn,
 data-free runs again without the BatchNorm prior. Writes a JSON of the rows and a PNG grid per
 teacher, a column group per preset as shipped, in that order (the first three restarts of each:
 strokes' surest).
@@ -25,7 +25,6 @@ import numpy as np
 
 import common
 from jinvert import data, engine, files, metrics, plots, presets
-from jinvert.input_space import InputSpace
 
 TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-mnist",
             "mnist-cnn": "mnist"}
@@ -104,7 +103,7 @@ def main():
     runs = [(name, name, {}) for name in PRESETS] + list(VARIANTS) + \
         list(BATCHNORM_VARIANTS if clf.batchnorm else ())
     for label, name, given in runs:
-      preset = presets.build(name, InputSpace((28, 28)), prior if name == "natural" else None,
+      preset = presets.build(name, clf.space, prior if name == "natural" else None,
                              batchnorm=clf.batchnorm, **given)
       result, timing = common.run_preset(clf.apply_fn, clf.params, preset, targets,
                                          args.restarts, args.seed)

@@ -107,12 +107,14 @@ def load_model(path, what: str = "MODEL", hints: dict | None = None) -> Classifi
     return Classifier(Path(path).stem, model.apply_fn, model.params, InputSpace(model.input_shape),
                       model.n_outputs, model.layers, None, {}, channel_axis=0,
                       batchnorm=batchnorm)
-  from jinvert import checkpoint, models
+  from jinvert import checkpoint, data, models
   params, meta = checkpoint.load_checkpoint(path)
   spec = models.require_task(meta["model"], "classifier", f"{what} {path}", hints)
   batchnorm = tuple(BatchNormLayer(activation, params["batch_stats"][bn]["mean"],
                                    params["batch_stats"][bn]["var"])
                     for activation, bn in spec.batchnorm.items())
+  known = data.DATASETS.get(meta.get("dataset"))
+  space = InputSpace(spec.input_shape, box=known.box if known else None)
   return Classifier(spec.name, models.apply_with_activations(spec.module(meta.get("init"))),
-                    params, InputSpace(spec.input_shape), spec.n_classes, spec.layers,
+                    params, space, spec.n_classes, spec.layers,
                     meta.get("dataset"), meta, batchnorm=batchnorm)

@@ -326,16 +326,21 @@ def colored_mnist(data_dir=None, random_hues: bool = False) -> Dataset:
 
 
 class DatasetSpec(NamedTuple):
-  """A dataset jinvert can load by name: one input's shape, and whether it is drawn from a
-  key (generated) rather than read from files."""
+  """A dataset jinvert can load by name: one input's shape, whether it is drawn from a key
+  (generated) rather than read from files, and the box of its format: the pixels that the
+  longer side of each drawn object is scaled to (None where the format says none)."""
   input_shape: tuple
   generated: bool = False
+  box: float | None = None
 
 
-DATASETS = {"mnist": DatasetSpec(IMAGE_SHAPE), "fashion-mnist": DatasetSpec(IMAGE_SHAPE),
+# the boxes as the formats are published: MNIST's digits fit a 20-pixel box (LeCun et al.),
+# Fashion-MNIST's products have their longest edge resized to 28 (Xiao et al. 2017)
+DATASETS = {"mnist": DatasetSpec(IMAGE_SHAPE, box=20.0),
+            "fashion-mnist": DatasetSpec(IMAGE_SHAPE, box=28.0),
             "seed004-linear": DatasetSpec((1,), generated=True),
-            "colored-mnist": DatasetSpec(IMAGE_SHAPE + (3,)),
-            "colored-mnist-random": DatasetSpec(IMAGE_SHAPE + (3,))}
+            "colored-mnist": DatasetSpec(IMAGE_SHAPE + (3,), box=20.0),
+            "colored-mnist-random": DatasetSpec(IMAGE_SHAPE + (3,), box=20.0)}
 _GENERATORS = {"seed004-linear": seed004_linear}
 _DERIVED = {"colored-mnist": lambda data_dir: colored_mnist(data_dir),
             "colored-mnist-random": lambda data_dir: colored_mnist(data_dir, random_hues=True)}

@@ -79,6 +79,8 @@ def _batched(value, u):
 class InputSpace:
   """One input's shape, display range [low, high], and the normalisation (mean, std) the model
   expects. `low`, `high`, `mean` and `std` are float32 arrays broadcastable to one input.
+  `box`: the pixels of an image that its format scales each drawn object's longer side to
+  (MNIST's 20; `data.DATASETS`), None where it is not known.
 
   Use `with_range` and `with_normalization`, which check what they are given.
   """
@@ -87,6 +89,7 @@ class InputSpace:
   high: Any = np.float32(1.0)
   mean: Any = np.float32(0.0)
   std: Any = np.float32(1.0)
+  box: float | None = None
 
   @property
   def layout(self) -> Layout:

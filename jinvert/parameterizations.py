@@ -276,7 +276,7 @@ def _pen(h: int, w: int, bernstein: np.ndarray, sigma: float):
 
 
 def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
-            width: float = 1.3) -> Parameterization:
+            width: float = 1.3, box: float | None = None) -> Parameterization:
   """A one-channel image of `shape` drawn with `count` pen strokes: each a Bezier curve of
   `points` control points (cubic by default), drawn as `segments` straight pieces, its ink
   exp(-d^2 / (2 width^2)) at distance d from the nearest piece, times the stroke's intensity
@@ -288,6 +288,16 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
   start N(centre, (H/7)^2) in pixels; `width` is in pixels of a 28-pixel image and scales with
   the image.
 
+  Given a `box`, the drawing is framed as MNIST frames a digit (LeCun et al.: scaled so that
+  its longer side fits a 20-pixel box, its centre of mass at the image's centre): the pen's
+  path is scaled so that the longer side of its ink (where the ink is over one half,
+  sqrt(2 ln 2) widths either side of the path) spans `box` pixels of 28, scaling with the
+  image, and moved so that the mean of its points lies at the centre. Why: unframed, the
+  optimiser draws a small knot where the MLP's weights are strongest, a digit no reader sees
+  (experiments/RESULTS.md, "Framed as the format frames a digit"). The box is the input
+  format's (`InputSpace.box`), like its size read from no data. `box=None` draws the path where
+  it lies.
+
   >>> import jax
   >>> p = strokes((1, 28, 28))
   >>> latent = p.init(jax.random.key(0), (1, 28, 28))
@@ -298,20 +308,35 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
   check = _built_for(shape, "strokes")
   t = np.linspace(0.0, 1.0, segments + 1)[:, None]
   i = np.arange(points)
-  binomial = np.array([math.comb(points - 1, k) for k in i])
-  draw = _pen(h, w, binomial * t ** i * (1 - t) ** (points - 1 - i), width * min(h, w) / 28)
+  bernstein = np.array([math.comb(points - 1, k) for k in i]) * t ** i * (1 - t) ** (points - 1 - i)
+  sigma = width * min(h, w) / 28
+  draw = _pen(h, w, bernstein, sigma)
   centre, spread = np.array([[[h / 2, w / 2]]]), min(h, w) / 7
+  span = None if box is None else box * min(h, w) / 28 - 2 * sigma * math.sqrt(2 * math.log(2))
 
   def init(key, input_shape):
     check(input_shape)
     return {"control": jax.random.normal(key, (count, points, 2)),
             "intensity": jnp.full((count,), 2.0)}
 
+  def frame(control):
+    """The control points moved and scaled as the path they draw is: a Bezier curve is drawn
+    the same by an affine map of its control points as by the map of its points."""
+    path = jnp.einsum("sp,npd->nsd", bernstein.astype(control.dtype), control).reshape(-1, 2)
+    # at least a pixel: a path that has shrunk to a point is not blown up to infinity
+    longer = jnp.maximum(jnp.max(jnp.max(path, 0) - jnp.min(path, 0)), 1.0)
+    mean = jnp.mean(path, 0).reshape(1, 1, 2)
+    return (control - mean) * (span / longer) + centre.astype(control.dtype)
+
   def to_input(latent):
     control = centre.astype(latent["control"].dtype) + spread * latent["control"]
+    if span is not None:
+      control = frame(control)
     return draw(control, jax.nn.sigmoid(latent["intensity"])).reshape(shape)
 
-  return Parameterization(init, to_input, _identity, f"strokes({count}x{points})")
+  return Parameterization(init, to_input, _identity,
+                          f"strokes({count}x{points}" + (")" if box is None else
+                                                         f", box={box:g})"))
 
 
 def identity_times_m(low: float = 0.0, high: float = 1.0) -> Parameterization:

@@ -106,16 +106,18 @@ def readable(shape=(28, 28), steps: int = 200, learning_rate: float = 0.1, axes=
       parameterization=parameterizations.pyramid(shape), transform=_as_drawn(axes))
 
 
-def strokes(shape=(28, 28), steps: int = 150, learning_rate: float = 0.05, axes=(-2, -1),
-            likelihood: objectives.Objective | None = None, draws: int = 4) -> Preset:
+def strokes(shape=(28, 28), steps: int = 120, learning_rate: float = 0.05, axes=(-2, -1),
+            likelihood: objectives.Objective | None = None, draws: int = 5,
+            box: float | None = None) -> Preset:
   """Nothing but the model, drawn with a pen: Adam on the target log-probability (or
-  `likelihood`) of an image of four strokes (`parameterizations.strokes`), robust as one hand's
-  writing differs from another's (`_as_handwritten`), each image the surest of `draws` drawn.
-  The strokes are the whole prior: no smoothness or sparsity terms. One-channel images of
-  `shape`."""
+  `likelihood`) of an image of four strokes of six control points (`parameterizations.strokes`)
+  framed as the format frames an object (`box`: `InputSpace.box`), robust as one hand's writing
+  differs from another's (`_as_handwritten`), each image the surest of `draws` drawn. The
+  strokes and their frame are the whole prior: no smoothness or sparsity terms. One-channel
+  images of `shape`."""
   likelihood = objectives.class_log_prob() if likelihood is None else likelihood
-  return Preset(likelihood, optax.adam(learning_rate), parameterizations.strokes(shape), steps,
-                _as_handwritten(axes), draws)
+  pen = parameterizations.strokes(shape, points=6, box=box)
+  return Preset(likelihood, optax.adam(learning_rate), pen, steps, _as_handwritten(axes), draws)
 
 
 def _as_drawn(axes):
@@ -273,11 +275,12 @@ REGISTRY = {
         "images read far better)", check=_needs_gray("readable"), soft_targets=True),
     "strokes": PresetSpec(
         lambda space, prior, steps, likelihood=None: strokes(
-            space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood),
-        150, "the model alone, drawn with four pen strokes, robust to jitter, elastic "
-        "distortion and blur, each image the surest of four: the digits that independent "
-        "classifiers read best (one-channel images; not for textures)",
-        check=_needs_gray("strokes"), soft_targets=True, draws=4),
+            space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood,
+            box=space.box),
+        120, "the model alone, drawn with four pen strokes framed as the format frames an object, "
+        "robust to jitter, elastic distortion and blur, each image the surest of five: the "
+        "digits that independent classifiers read best (one-channel images; not for textures)",
+        check=_needs_gray("strokes"), soft_targets=True, draws=5),
 }
 
 

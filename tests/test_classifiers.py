@@ -21,6 +21,10 @@ def test_load_model_reads_a_checkpoint_as_its_zoo_model(tmp_path):
   clf = classifiers.load_model(tmp_path / "c.msgpack")
   assert (clf.name, clf.input_shape, clf.n_classes, clf.layers, clf.dataset) == \
       ("mnist-cnn", (28, 28), 10, spec.layers, "mnist")
+  assert clf.space.box == 20.0  # MNIST's format: a digit's longer side fits 20 pixels
+  checkpoint.save_checkpoint(tmp_path / "f.msgpack", params, {"model": spec.name,
+                                                                "dataset": "fashion-mnist"})
+  assert classifiers.load_model(tmp_path / "f.msgpack").space.box == 28.0
   x = jax.random.uniform(jax.random.key(1), (3, 28, 28))
   np.testing.assert_allclose(clf.apply_fn(clf.params, x)[0], spec.module().apply(params, x),
                              rtol=1e-6)
@@ -37,7 +41,8 @@ def test_load_model_reads_an_onnx_file_and_names_other_tasks(tmp_path):
   (tmp_path / "m.onnx").write_bytes(
       helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
   clf = classifiers.load_model(tmp_path / "m.onnx")
-  assert (clf.name, clf.input_shape, clf.n_classes, clf.dataset) == ("m", (12,), 3, None)
+  assert (clf.name, clf.input_shape, clf.n_classes, clf.dataset, clf.space.box) == \
+      ("m", (12,), 3, None, None)
   x = rng.random((4, 12)).astype(np.float32)
   np.testing.assert_allclose(clf.apply_fn(clf.params, x)[0], x @ w + b[None], rtol=1e-5)
   checkpoint.save_checkpoint(tmp_path / "l.msgpack",

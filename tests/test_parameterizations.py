@@ -65,7 +65,8 @@ def test_fourier_and_sigmoid_stay_in_unit_box_and_raise_the_objective():
 
 
 @pytest.mark.parametrize("make", [lambda: pz.sigmoid(0.5, -2.0), lambda: pz.fourier(SHAPE),
-                                  lambda: pz.pyramid(SHAPE), lambda: pz.strokes(SHAPE)])
+                                  lambda: pz.pyramid(SHAPE), lambda: pz.strokes(SHAPE),
+                                  lambda: pz.strokes(SHAPE, box=20.0)])
 def test_to_input_gradient_matches_finite_differences(make, x64):
   param = make()
   latent, unravel = ravel_pytree(jax.tree.map(lambda z: z.astype(jnp.float64),
@@ -171,7 +172,7 @@ def test_strokes_ink_falls_with_the_distance_to_the_nearest_piece_of_each_curve(
   """Every pixel against a direct computation: each curve's pieces between de Casteljau points,
   the distance from the pixel to the nearest, ink exp(-d^2 / 2 sigma^2) x intensity, strokes
   combined as 1 - prod(1 - ink)."""
-  param = pz.strokes(shape, count=3, points=4, segments=5, width=1.3)
+  param = pz.strokes(shape, count=3, points=4, segments=5, width=1.3, box=None)
   latent = param.init(jax.random.key(1), shape)
   latent["intensity"] = jnp.array([3.0, 0.0, -1.0])
   h, w = shape[-2:]
@@ -195,3 +196,28 @@ def test_strokes_ink_falls_with_the_distance_to_the_nearest_piece_of_each_curve(
   atol = 8 * np.finfo(np.float32).eps * (h * h + w * w) / (2 * sigma ** 2)
   np.testing.assert_allclose(np.asarray(image).reshape(h, w), 1 - blank, atol=atol)
   assert float(image.max()) > 0.9  # a stroke at intensity sigmoid(3) = 0.95 crosses the image
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (1, 20, 24)])
+def test_strokes_are_framed_as_mnist_frames_a_digit(shape):
+  """The framed drawing is the unframed drawing of control points moved and scaled so that the
+  path (de Casteljau's points) has its mean at the centre and its longer side `box` less the
+  ink's reach either side (ink > 1/2 within sqrt(2 ln 2) widths), whatever the latent's own
+  place and size."""
+  framed = pz.strokes(shape, count=3, points=4, segments=5, box=20.0)
+  unframed = pz.strokes(shape, count=3, points=4, segments=5, box=None)
+  h, w = shape[-2:]
+  centre, spread, sigma = np.array([h / 2, w / 2]), min(h, w) / 7, 1.3 * min(h, w) / 28
+  extent = 20.0 * min(h, w) / 28 - 2 * sigma * np.sqrt(2 * np.log(2))
+  latent = framed.init(jax.random.key(5), shape)
+  control = centre + spread * np.asarray(latent["control"], np.float64)
+  path = np.array([_casteljau(list(c), t) for c in control for t in np.linspace(0, 1, 6)])
+  longer = np.max(path.max(0) - path.min(0))
+  moved = (control - path.mean(0)) * (extent / longer) + centre
+  by_hand = unframed.to_input({**latent, "control": jnp.asarray((moved - centre) / spread,
+                                                                 jnp.float32)})
+  elsewhere = {**latent, "control": 0.4 * latent["control"] + jnp.array([[[1.5, -2.0]]])}
+  atol = 8 * np.finfo(np.float32).eps * (h * h + w * w) / (2 * sigma ** 2)  # as the test above
+  for image in (framed.to_input(latent), framed.to_input(elsewhere)):
+    np.testing.assert_allclose(np.asarray(image), np.asarray(by_hand), atol=atol)
+  assert not np.allclose(np.asarray(unframed.to_input(latent)), np.asarray(by_hand), atol=0.1)

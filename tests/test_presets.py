@@ -1,6 +1,8 @@
 """Presets: the registry builds every entry for every input it accepts, refuses the rest by
 name, and each recipe does what its docstring says."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,6 +39,10 @@ def test_every_preset_builds_for_what_it_accepts_and_names_what_it_refuses(name,
     return
   preset = presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
   assert preset.steps == spec.steps and preset.draws == spec.draws
+  if name == "strokes":  # framed by the box of the space's format, when it has one
+    framed = presets.build(name, dataclasses.replace(SPACES[space], box=28.0))
+    assert (preset.parameterization.name, framed.parameterization.name) == \
+        ("strokes(4x6)", "strokes(4x6, box=28)")
   assert presets.build(name, SPACES[space], _prior() if spec.uses_data else None,
                        draws=3).draws == 3
   latent = preset.parameterization.init(jax.random.key(0), SPACES[space].shape)

@@ -190,7 +190,9 @@ def run(args):
   if args.preset != NOISE:
     prior = priors.load(job.dataset, job.prior, args.data_dir) if job.uses_data else None
     soft = job.similarity is not None
-    preset = presets.build(args.preset, InputSpace(student.input_shape), prior,
+    # the student's shape, the box of the teacher's format (strokes are framed by it)
+    space = InputSpace(student.input_shape, box=teacher.space.box)
+    preset = presets.build(args.preset, space, prior,
                            batchnorm=teacher.batchnorm, batchnorm_weight=job.batchnorm_weight,
                            likelihood=-objectives.cross_entropy_to(
                                temperature=distill.SOFT_TEMPERATURE) if soft else None)
