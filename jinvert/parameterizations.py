@@ -312,7 +312,11 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
   sigma = width * min(h, w) / 28
   draw = _pen(h, w, bernstein, sigma)
   centre, spread = np.array([[[h / 2, w / 2]]]), min(h, w) / 7
-  span = None if box is None else box * min(h, w) / 28 - 2 * sigma * math.sqrt(2 * math.log(2))
+  reach = 2 * sigma * math.sqrt(2 * math.log(2))  # the ink's width over one half
+  span = None if box is None else box * min(h, w) / 28 - reach
+  if span is not None and not span > 0:  # a drawing scaled by 0 or less (or NaN) is no drawing
+    raise JinvertError(f"strokes: a box of {box:g} pixels of 28 is no wider than the pen's ink, "
+                       f"{reach * 28 / min(h, w):.2f} pixels")
 
   def init(key, input_shape):
     check(input_shape)

@@ -97,6 +97,9 @@ def test_decoder_optimises_the_latent_of_any_decode_function():
     (lambda: pz.pyramid((3, 8, 8)), "one-channel images"),
     (lambda: pz.strokes((4, 4)).init(jax.random.key(0), (5, 5)), r"built for \(4, 4\)"),
     (lambda: pz.strokes((8, 8, 3)), "the strokes parameterisation draws one-channel images"),
+    (lambda: pz.strokes((28, 28), box=3.0), "a box of 3 pixels of 28 is no wider than the "
+                                             r"pen's ink, 3\.06 pixels"),
+    (lambda: pz.strokes((28, 28), box=float("nan")), "a box of nan pixels"),
 ])
 def test_bad_parameterisations_are_named(make, message):
   with pytest.raises(JinvertError, match=message):
