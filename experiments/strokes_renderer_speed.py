@@ -1,8 +1,9 @@
 """Times the strokes renderer's gradient two ways: the one it ships, written out from the
 nearest piece of each pixel, against autodiff through the same drawing (a minimum over pieces
-and a product over strokes).
+and a product over strokes); for the pen the strokes preset draws with (four strokes of six
+control points, framed in MNIST's 20-pixel box) or `strokes`' default one.
 
-    python experiments/strokes_renderer_speed.py [--images 640] [--repeats 10]
+    python experiments/strokes_renderer_speed.py [--images 640] [--repeats 10] [--pen default]
 
 Prints a table (milliseconds per call after compilation, median of repeats, for `--images`
 images at once, as `invert` runs them), the ratio, and how far the two gradients differ.
@@ -31,6 +32,9 @@ class _without_custom_gradient:
     pass
 
 
+PENS = {"preset": {"points": 6, "box": 20.0}, "default": {}}
+
+
 def median_ms(fn, args, repeats):
   jax.block_until_ready(fn(*args))  # compiles
   times = []
@@ -47,23 +51,27 @@ def main():
   p.add_argument("--images", type=int, default=640,
                  help="images drawn at once (640: 10 classes x 32 restarts x 2 draws)")
   p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--pen", choices=sorted(PENS), default="preset",
+                 help="preset: the strokes preset's (six control points, box 20); default: "
+                      "strokes' defaults (four control points, unframed)")
   args = p.parse_args()
   shape = (28, 28)
-  strokes = parameterizations.strokes(shape)
+  pen = PENS[args.pen]
+  strokes = parameterizations.strokes(shape, **pen)
   keys = jax.random.split(jax.random.key(0), args.images)
   latents = jax.vmap(lambda k: strokes.init(k, shape))(keys)
   weights = jax.random.normal(jax.random.key(1), (args.images, *shape))
   draw = strokes.to_input
   # the same drawing, built while jax.custom_vjp is a no-op: autodiff through its forward pass
   with mock.patch.object(jax, "custom_vjp", _without_custom_gradient):
-    autodiff = parameterizations.strokes(shape).to_input
+    autodiff = parameterizations.strokes(shape, **pen).to_input
   rows = {}
   for name, to_input in (("written out (shipped)", draw), ("autodiff", autodiff)):
     images = jax.jit(jax.vmap(to_input))
     grad = jax.jit(jax.grad(lambda z, f=to_input: jnp.sum(weights * jax.vmap(f)(z))))
     rows[name] = (median_ms(images, (latents,), args.repeats),
                   median_ms(grad, (latents,), args.repeats), grad(latents))
-  print(f"| renderer ({args.images} images) | image ms | image + gradient ms |")
+  print(f"| renderer ({args.images} images, {strokes.name}) | image ms | image + gradient ms |")
   print("|---|---|---|")
   for name, (forward, backward, _) in rows.items():
     print(f"| {name} | {forward:.1f} | {backward:.1f} |")

@@ -213,6 +213,18 @@ def pyramid(shape=(28, 28), levels: int = 3, scale: float = 0.5,
                           f"pyramid(levels={levels}" + (f", mean={mean:g})" if mean else ")"))
 
 
+def _computed_once(x):
+  """`x`, exactly: times the identity, at full precision. Why: XLA's CPU backend fuses a chain of
+  cheap elementwise work into each of its consumers, so the strokes' nearest place was worked
+  out again in every pass of their gradient (nine, for six control points); the operand of a
+  matrix product is worked out once (what it buys: experiments/BENCHMARKS.md, "The strokes'
+  nearest place, worked out once")."""
+  width = math.gcd(x.size, 16)
+  identity = jnp.eye(width, dtype=x.dtype)
+  return jnp.matmul(x.reshape(-1, width), identity,
+                    precision=jax.lax.Precision.HIGHEST).reshape(x.shape)
+
+
 def _pen(h: int, w: int, bernstein: np.ndarray, sigma: float):
   """draw(control (count, points, 2) in pixels, intensity (count,)) -> (h, w): the strokes' ink
   (`strokes`), its gradient written out. Why: autodiff's gradient through the minimum over
@@ -220,28 +232,40 @@ def _pen(h: int, w: int, bernstein: np.ndarray, sigma: float):
   nearest piece of each pixel only (experiments/BENCHMARKS.md, "The strokes renderer's
   gradient, written out")."""
   knots = bernstein.shape[0]
+  rows = lambda dtype: jnp.arange(h, dtype=dtype)[None, :, None]
+  cols = lambda dtype: jnp.arange(w, dtype=dtype)[None, None, :]
 
-  def nearest(curve):
-    """Every pixel's squared distance to each stroke's nearest piece, the offset from it
-    (ey, ex), how far along it (u) and which piece: (count, h, w) each, the pieces unrolled
-    into elementwise work."""
-    rows = jnp.arange(h, dtype=curve.dtype)[None, :, None]
-    cols = jnp.arange(w, dtype=curve.dtype)[None, None, :]
+  def along(curve):
+    """Every pixel's nearest place on each stroke's path, as the piece it lies on plus how far
+    along it (in [0, knots - 1]): (count, h, w), the pieces unrolled into elementwise work."""
     knot = curve[..., None, None]                                     # (count, knots, 2, 1, 1)
     best = None
     for piece in range(knots - 1):
       a, b = knot[:, piece], knot[:, piece + 1] - knot[:, piece]      # start, direction
-      dy, dx = rows - a[:, 0], cols - a[:, 1]
+      dy, dx = rows(curve.dtype) - a[:, 0], cols(curve.dtype) - a[:, 1]
       u = jnp.clip((dy * b[:, 0] + dx * b[:, 1]) / (b[:, 0] ** 2 + b[:, 1] ** 2 + 1e-6), 0.0, 1.0)
       ey, ex = dy - u * b[:, 0], dx - u * b[:, 1]
-      here = (ey * ey + ex * ex, ey, ex, u, jnp.full(u.shape, piece, jnp.int32))
+      here = (ey * ey + ex * ex, piece + u)
       best = here if best is None else tuple(
           jnp.where(here[0] < best[0], new, old) for new, old in zip(here, best))
-    return best
+    return best[1]
+
+  def nearest(curve, place):
+    """At each pixel's nearest `place`: the offset from it (ey, ex), how far along its piece (u)
+    and which piece, (count, h, w) each. The end of one piece is the start of the next, so
+    either reading of a whole number gives the same offset and gradient."""
+    piece = jnp.minimum(jnp.floor(place), knots - 2)
+    u = place - piece
+    piece = piece.astype(jnp.int32)
+    at = lambda v: sum(jnp.where(piece == s, v[:, s, None, None], 0.0) for s in range(knots - 1))
+    start, direction = curve[:, :-1], curve[:, 1:] - curve[:, :-1]    # (count, pieces, 2)
+    ey = rows(curve.dtype) - at(start[..., 0]) - u * at(direction[..., 0])
+    ex = cols(curve.dtype) - at(start[..., 1]) - u * at(direction[..., 1])
+    return ey * ey + ex * ex, ey, ex, u, piece
 
   def forward(control, intensity):
     curve = jnp.einsum("sp,npd->nsd", bernstein.astype(control.dtype), control)
-    found = nearest(curve)
+    found = nearest(curve, _computed_once(along(curve)))
     falloff = jnp.exp(-found[0] / (2 * sigma ** 2))
     blank = 1 - falloff * intensity[:, None, None]
     return 1 - jnp.prod(blank, 0), (found[1:], falloff, blank)

@@ -163,6 +163,15 @@ def test_a_pyramids_coarse_level_moves_whole_regions():
   assert int((jnp.abs(coarse) > 1e-6).sum()) >= 25  # a 7x7 cell spans 4x4 pixels and their edges
 
 
+@pytest.mark.parametrize("shape", [(4, 28, 28), (3, 5, 7)])
+def test_computed_once_is_the_value_to_the_last_bit(shape):
+  """The strokes' nearest place goes through a product with the identity (so that XLA works it
+  out once): any rounding there, as at a matmul's reduced default precision, would move it."""
+  x = jax.random.uniform(jax.random.key(0), shape, minval=-7.0, maxval=7.0)
+  x = x.at[0, 0, 0].set(6.999999523162842).at[-1, -1, -1].set(1e-30)
+  np.testing.assert_array_equal(np.asarray(jax.jit(pz._computed_once)(x)), np.asarray(x))
+
+
 def _casteljau(control, t):
   """A Bezier curve's point at t by repeated interpolation (not the Bernstein sum)."""
   while len(control) > 1:
