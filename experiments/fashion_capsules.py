@@ -1,0 +1,166 @@
+"""Filled capsules for Fashion-MNIST (issue 19, a prototype): data-free garments a person can read?
+
+    python experiments/fashion_capsules.py [--restarts 32] [--seed 0] [--variants a,b]
+
+Strokes draw digits, not garments (experiments/RESULTS.md, "Framed as the format frames a
+digit"). Here each image of fashion-mlp is the union, 1 - prod(1 - occupancy), of filled
+capsules: a Bezier path of control points (started as the strokes' are) swept by a radius that is
+itself a Bezier curve (softplus), each capsule's occupancy sigmoid((radius - distance to its
+nearest piece) / 0.5 px); shaded by a 7 x 7 grid (bilinear, sigmoid); framed as Fashion-MNIST
+frames a product (the ink's bounding box scaled so that its longer side spans 28 pixels, and
+centred). The renderer is differentiated by autodiff. Every variant is the strokes preset's
+recipe otherwise (Adam 0.05, `presets._as_handwritten`, the surest of 5 at 120 steps) and adds to
+the one before it:
+  capsules:  3 capsules of 4 control points, radii starting at 5 px, the target log-probability;
+  soft:      log-softmax(outputs / 3), a logit margin that keeps pulling once p is near 1;
+  squashed:  each axis squashed by U(0.6, 1) before the transforms;
+  picked:    each start the teacher's surest of 64 random drawings of its target (ten calls, one
+             per class; their compilation is not in the seconds).
+Reports the teacher's worst class, how often each judge of experiments/readable_images.py reads
+the images as their target (mean and worst class) and the residual judge per class; writes the
+rows as JSON and a grid of the last variant's first 8 images a class.
+
+Run with JINVERT_DATA set (the teacher and the judges learn from the data; the images never
+read it).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import common
+import readable_images
+from jinvert import (engine, files, metrics, objectives, parameterizations, plots, presets,
+                     transforms)
+
+H = W = 28
+VARIANTS = ("capsules", "soft", "squashed", "picked")
+
+
+def capsules(count=3, points=4, radius=5.0, segments=7, shading=7, box=28.0, edge=0.5):
+  """The capsules' Parameterization, for (28, 28) images."""
+  t = np.linspace(0, 1, segments + 1)[:, None]
+  i = np.arange(points)
+  bernstein = np.array([math.comb(points - 1, k) for k in i]) * t ** i * (1 - t) ** (points - 1 - i)
+  centre = np.array([H / 2, W / 2])
+  rows, cols = jnp.arange(H, dtype=jnp.float32)[:, None], jnp.arange(W, dtype=jnp.float32)[None]
+
+  def init(key, shape):
+    path_key, shade_key = jax.random.split(key)
+    return {"control": jax.random.normal(path_key, (count, points, 2)),
+            "radius": jnp.full((count, points), math.log(math.expm1(radius))),
+            "shade": 1.0 + 0.1 * jax.random.normal(shade_key, (shading, shading))}
+
+  def signed_distance(a, b, ra, rb):
+    """Distance to one capsule piece from a to a + b, radius ra to rb, less the radius."""
+    dy, dx = rows - a[0], cols - a[1]
+    u = jnp.clip((dy * b[0] + dx * b[1]) / (b[0] ** 2 + b[1] ** 2 + 1e-6), 0, 1)
+    ey, ex = dy - u * b[0], dx - u * b[1]
+    return jnp.sqrt(ey * ey + ex * ex + 1e-6) - (ra + u * (rb - ra))
+
+  def to_input(latent):
+    control = centre + H / 7 * latent["control"]
+    path = jnp.einsum("sp,npd->nsd", bernstein, control)
+    radii = jnp.einsum("sp,np->ns", bernstein, jax.nn.softplus(latent["radius"]))
+    low = jnp.min(path - radii[..., None], (0, 1))
+    high = jnp.max(path + radii[..., None], (0, 1))
+    scale = box / jnp.maximum(jnp.max(high - low), 1.0)
+    path, radii = (path - (low + high) / 2) * scale + centre, radii * scale
+    pieces = jax.vmap(jax.vmap(signed_distance))(path[:, :-1], jnp.diff(path, axis=1),
+                                                 radii[:, :-1], radii[:, 1:])
+    occupancy = jax.nn.sigmoid(-jnp.min(pieces, 1) / edge)
+    shade = jax.nn.sigmoid(jax.image.resize(latent["shade"], (H, W), "linear"))
+    return (1 - jnp.prod(1 - occupancy, 0)) * shade
+
+  return parameterizations.Parameterization(init, to_input, lambda z: z,
+                                            f"capsules({count}x{points}, r={radius:g})")
+
+
+def squashed(low=0.6, axes=(-2, -1)):
+  """Each spatial axis scaled about the centre by its own U(low, 1)."""
+  def fn(key, x):
+    scale = jax.random.uniform(key, (2,), x.dtype, minval=low, maxval=1.0)
+    size = jnp.array([x.shape[a] for a in axes], x.dtype)
+    return jax.image.scale_and_translate(x, x.shape, axes, scale, size / 2 * (1 - scale),
+                                         "linear")
+  return fn
+
+
+@objectives.wrap_objective("class", target="c")
+def soft_log_prob(temperature: float = 3.0, c: int | None = None):
+  """log softmax(outputs / temperature)[c]."""
+  return lambda ctx, c: jax.nn.log_softmax(ctx.outputs / temperature)[c]
+
+
+def picked(teacher, parameterization, target, candidates=64):
+  """`parameterization` started at the teacher's surest of `candidates` random drawings of
+  `target`."""
+  outputs = engine.outputs_only(teacher.apply_fn)
+
+  def init(key, shape):
+    latents = jax.vmap(lambda k: parameterization.init(k, shape))(jax.random.split(key, candidates))
+    images = jax.vmap(parameterization.to_input)(latents)
+    best = jnp.argmax(jax.nn.log_softmax(outputs(teacher.params, images))[:, target])
+    return jax.tree.map(lambda leaf: leaf[best], latents)
+
+  return parameterization._replace(init=init)
+
+
+def run(teacher, variant, restarts, seed):
+  """(images (10, R, 28, 28), min class p, seconds) of a variant and those before it."""
+  upto = VARIANTS[:VARIANTS.index(variant) + 1]
+  transform = presets._as_handwritten((-2, -1))
+  if "squashed" in upto:
+    transform = transforms.compose([squashed(), transform])
+  objective = soft_log_prob() if "soft" in upto else objectives.class_log_prob()
+  preset = presets.Preset(objective, optax.adam(0.05), capsules(), 120, transform, 5)
+  calls = [(jnp.arange(10), preset)]
+  if "picked" in upto:
+    calls = [(jnp.array([c]), preset._replace(parameterization=picked(
+        teacher, preset.parameterization, c))) for c in range(10)]
+  results, seconds = [], 0.0
+  for i, (targets, preset) in enumerate(calls):
+    result, timing = common.run_preset(teacher.apply_fn, teacher.params, preset, targets,
+                                       restarts, seed + i)
+    results.append(result)
+    seconds += timing["seconds"]
+  outputs = jnp.concatenate([r.outputs for r in results])
+  probs = jax.nn.softmax(outputs)[jnp.arange(10), :, jnp.arange(10)]
+  images = np.concatenate([np.asarray(r.inputs) for r in results])
+  return images, float(probs.mean(1).min()), seconds
+
+
+def main():
+  p = common.parser(__doc__, "runs/fashion_capsules.json", restarts=32)
+  p.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)} (all)")
+  args = p.parse_args()
+  teacher = common.teacher("fashion-mlp", "fashion-mnist", args.checkpoints, args.data_dir)
+  judged = readable_images.judges("fashion-mnist", args.checkpoints, args.data_dir)
+  rows = []
+  for variant in args.variants.split(","):
+    images, worst, seconds = run(teacher, variant, args.restarts, args.seed)
+    row = {"variant": variant, "min_class_target_prob": worst, "seconds": round(seconds, 1)}
+    for name, judge in judged.items():
+      row[name] = readable_images.agreement(judge, images, jnp.arange(10))
+    fn, params, _ = judged["judge-resnet"]
+    row["judge-resnet per class"] = [float(a) for a in metrics.agreement(fn, params, images,
+                                                                        jnp.arange(10))]
+    rows.append(row)
+    common.log(str(row))
+  print("| variant | min class p | judge-cnn | judge-resnet | judge-resnet per class (0-9) | s |")
+  print("|---|---|---|---|---|---|")
+  for r in rows:
+    per_class = " ".join(f"{a:.0%}".rstrip("%") for a in r["judge-resnet per class"])
+    print(f"| {r['variant']} | {r['min_class_target_prob']:.5f} | {r['judge-cnn'][0]:.1%} / "
+          f"{r['judge-cnn'][1]:.1%} | {r['judge-resnet'][0]:.1%} / {r['judge-resnet'][1]:.1%} | "
+          f"{per_class} | {r['seconds']} |")
+  common.write_json(args.out, rows)
+  files.atomic_write_bytes(args.out.replace(".json", ".png"),
+                           plots.grid_png(images[:, :8], list(range(10)), f"capsules: {variant}"))
+
+
+if __name__ == "__main__":
+  main()
