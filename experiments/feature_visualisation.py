@@ -72,9 +72,8 @@ def run(clf, preset, targets, restarts, seed):
 
 def channel_means(clf, layer, images, batch=1000):
   """Every channel's mean over positions at `layer`, for each of `images` (N, ...): (N, C)."""
-  fn = jax.jit(lambda x: jnp.mean(clf.unit_fn()(clf.params, x)[1][layer], axis=(1, 2)))
-  return np.concatenate([np.asarray(fn(jnp.asarray(images[i:i + batch])))
-                         for i in range(0, len(images), batch)])
+  means = lambda params, x: jnp.mean(clf.unit_fn()(params, x)[1][layer], axis=(1, 2))
+  return np.asarray(metrics.in_batches(means, clf.params, images, batch))
 
 
 def reached(clf, layer, result, channels):

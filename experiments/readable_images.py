@@ -66,8 +66,7 @@ def real_test_rows(teacher, clf, judged, dataset, data_dir):
   (the fewest a class keeps, in the label)."""
   test = data.load_dataset(dataset, data_dir)
   images, labels = jnp.asarray(test.test_images), np.asarray(test.test_labels)
-  outputs = jnp.concatenate([engine.outputs_only(clf.apply_fn)(clf.params, images[i:i + 1000])
-                             for i in range(0, len(images), 1000)])
+  outputs = metrics.in_batches(engine.outputs_only(clf.apply_fn), clf.params, images, 1000)
   probs = np.asarray(jax.nn.softmax(outputs))[np.arange(len(labels)), labels]
   sure = probs >= SURE
   fewest = min(sure[labels == c].mean() for c in range(10))

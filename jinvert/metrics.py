@@ -38,11 +38,17 @@ def agreement(judge_fn, judge_params, images, targets, batch_size: int = 4096):
   return jnp.mean(labels.reshape(images.shape[:2]) == jnp.asarray(targets)[:, None], axis=1)
 
 
+def in_batches(fn, params, inputs, batch_size: int = 4096):
+  """fn(params, inputs) for more inputs (N, ...) than one call should hold: `batch_size` at a
+  time, compiled, the results joined along the first axis."""
+  compiled = jax.jit(fn)
+  return jnp.concatenate([compiled(params, jnp.asarray(inputs[i:i + batch_size]))
+                          for i in range(0, len(inputs), batch_size)])
+
+
 def predicted_classes(judge_fn, judge_params, images, batch_size: int = 4096):
   """The class a model assigns to each of `images` (N, ...) -> (N,), `batch_size` at a time."""
-  predict = jax.jit(judge_fn)
-  return jnp.concatenate([jnp.argmax(predict(judge_params, images[i:i + batch_size]), -1)
-                          for i in range(0, len(images), batch_size)])
+  return jnp.argmax(in_batches(judge_fn, judge_params, images, batch_size), -1)
 
 
 def diversity(images):

@@ -41,6 +41,17 @@ def test_total_variation_sums_neighbour_differences():
   assert float(metrics.total_variation(image)[0, 0]) == 2.0
 
 
+def test_in_batches_is_one_call_whatever_the_batches():
+  # a batch size that leaves a short last batch, and one larger than the inputs; small whole
+  # numbers, whose products and sums are exact in float32 in any order a kernel takes
+  fn = lambda params, x: x.reshape(len(x), -1) @ params
+  params = RNG.integers(-4, 5, size=(6, 3)).astype(np.float32)
+  inputs = RNG.integers(-4, 5, size=(7, 2, 3)).astype(np.float32)
+  for batch_size in (3, 100):
+    np.testing.assert_array_equal(metrics.in_batches(fn, params, inputs, batch_size),
+                                  fn(params, inputs))
+
+
 def test_agreement_counts_what_a_judge_assigns_to_the_target():
   # a judge that reads the class from the image's mean brightness, in tenths
   judge = lambda params, x: jax.nn.one_hot(jnp.floor(10 * x.mean((1, 2))).astype(jnp.int32), 10)
