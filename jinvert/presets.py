@@ -24,6 +24,7 @@ A preset selectable by name is one entry of `REGISTRY`; the command line offers 
 'class_log_prob() - 0.3*total_variation() - 0.3*l1()'
 """
 
+import inspect
 import math
 from typing import Callable, NamedTuple
 
@@ -251,17 +252,24 @@ class PresetSpec(NamedTuple):
   draws: int = 1
 
 
+def _default(preset: Callable, parameter: str = "steps"):
+  """A preset function's own default for `parameter`, so that the registry does not write it
+  again."""
+  return inspect.signature(preset).parameters[parameter].default
+
+
 REGISTRY = {
-    "raw": PresetSpec(lambda space, prior, steps: raw(steps), 50,
+    "raw": PresetSpec(lambda space, prior, steps: raw(steps), _default(raw),
                       "seed 003's normalised gradient ascent on the pixels"),
     "natural": PresetSpec(
         lambda space, prior, steps: natural(*prior, steps, image_shape=space.shape,
                                             axes=space.layout.spatial_axes),
-        500, "a VAE's latent space: the VAE learned from the data (28x28 grayscale models)",
+        _default(natural),
+        "a VAE's latent space: the VAE learned from the data (28x28 grayscale models)",
         uses_data=True, check=_needs_784_gray),
     "data-free": PresetSpec(
         lambda space, prior, steps, likelihood=None: _data_free_for(space, steps, likelihood),
-        200,
+        _default(data_free),
         "the model alone: dark, smooth, sparse images robust to jitter and blur (colour: "
         "Lucid's decorrelated Fourier images under its standard transforms)",
         check=_needs_images("data-free"), batchnorm_prior=True, soft_targets=True),
@@ -270,17 +278,19 @@ REGISTRY = {
     "readable": PresetSpec(
         lambda space, prior, steps, likelihood=None: readable(
             space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood),
-        200, "the model alone, drawn for a person: data-free's objective on a multi-resolution "
+        _default(readable),
+        "the model alone, drawn for a person: data-free's objective on a multi-resolution "
         "image, robust to jitter, scale, rotation and blur (one-channel images; an MLP's "
         "images read far better)", check=_needs_gray("readable"), soft_targets=True),
     "strokes": PresetSpec(
         lambda space, prior, steps, likelihood=None: strokes(
             space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood,
             box=space.box),
-        120, "the model alone, drawn with four pen strokes framed as the format frames an object, "
+        _default(strokes),
+        "the model alone, drawn with four pen strokes framed as the format frames an object, "
         "robust to jitter, elastic distortion and blur, each image the surest of five: the "
         "digits that independent classifiers read best (one-channel images; not for textures)",
-        check=_needs_gray("strokes"), soft_targets=True, draws=5),
+        check=_needs_gray("strokes"), soft_targets=True, draws=_default(strokes, "draws")),
 }
 
 
