@@ -9,13 +9,16 @@ itself a Bezier curve (softplus), each capsule's occupancy sigmoid((radius - dis
 nearest piece) / 0.5 px); shaded by a 7 x 7 grid (bilinear, sigmoid); framed as Fashion-MNIST
 frames a product (the ink's bounding box scaled so that its longer side spans 28 pixels, and
 centred). The renderer is differentiated by autodiff. Every variant is the strokes preset's
-recipe otherwise (Adam 0.05, `presets._as_handwritten`, the surest of 5 at 120 steps) and adds to
-the one before it:
+recipe otherwise (Adam 0.05, `presets._as_handwritten`, the surest of 5 at 120 steps):
   capsules:  3 capsules of 4 control points, radii starting at 5 px, the target log-probability;
-  soft:      log-softmax(outputs / 3), a logit margin that keeps pulling once p is near 1;
-  squashed:  each axis squashed by U(0.6, 1) before the transforms;
-  picked:    each start the teacher's surest of 64 random drawings of its target (ten calls, one
-             per class; their compilation is not in the seconds).
+  soft:      capsules on log-softmax(outputs / 3), a logit margin that keeps pulling once p is
+             near 1;
+  squashed:  soft, each axis squashed by U(0.6, 1) before the transforms;
+  picked:    squashed, each start the teacher's surest of 64 random drawings of its target (ten
+             calls, one per class; their compilation is not in the seconds);
+  mirrored:  soft, the drawing joined with its left-right mirror image as inks join, the mirror's
+             ink weighted by a learned sigmoid(g) from g = 2, 0.88 (garments are symmetric, shoes
+             are not, and the optimiser chooses).
 Reports the teacher's worst class, how often each judge of experiments/readable_images.py reads
 the images as their target (mean and worst class) and the residual judge per class; writes the
 rows as JSON and a grid of the last variant's first 8 images a class.
@@ -37,11 +40,15 @@ from jinvert import (engine, files, metrics, objectives, parameterizations, plot
                      transforms)
 
 H = W = 28
-VARIANTS = ("capsules", "soft", "squashed", "picked")
+# each variant's ingredients besides the capsules
+VARIANTS = {"capsules": (), "soft": ("soft",), "squashed": ("soft", "squashed"),
+            "picked": ("soft", "squashed", "picked"), "mirrored": ("soft", "mirrored")}
 
 
-def capsules(count=3, points=4, radius=5.0, segments=7, shading=7, box=28.0, edge=0.5):
-  """The capsules' Parameterization, for (28, 28) images."""
+def capsules(count=3, points=4, radius=5.0, segments=7, shading=7, box=28.0, edge=0.5,
+             mirror: float | None = None):
+  """The capsules' Parameterization, for (28, 28) images; with `mirror`, joined with their
+  left-right mirror image weighted by a learned sigmoid(g), g starting at `mirror`."""
   t = np.linspace(0, 1, segments + 1)[:, None]
   i = np.arange(points)
   bernstein = np.array([math.comb(points - 1, k) for k in i]) * t ** i * (1 - t) ** (points - 1 - i)
@@ -50,9 +57,10 @@ def capsules(count=3, points=4, radius=5.0, segments=7, shading=7, box=28.0, edg
 
   def init(key, shape):
     path_key, shade_key = jax.random.split(key)
-    return {"control": jax.random.normal(path_key, (count, points, 2)),
-            "radius": jnp.full((count, points), math.log(math.expm1(radius))),
-            "shade": 1.0 + 0.1 * jax.random.normal(shade_key, (shading, shading))}
+    latent = {"control": jax.random.normal(path_key, (count, points, 2)),
+              "radius": jnp.full((count, points), math.log(math.expm1(radius))),
+              "shade": 1.0 + 0.1 * jax.random.normal(shade_key, (shading, shading))}
+    return latent | ({} if mirror is None else {"mirror": jnp.array(mirror, jnp.float32)})
 
   def signed_distance(a, b, ra, rb):
     """Distance to one capsule piece from a to a + b, radius ra to rb, less the radius."""
@@ -73,10 +81,14 @@ def capsules(count=3, points=4, radius=5.0, segments=7, shading=7, box=28.0, edg
                                                  radii[:, :-1], radii[:, 1:])
     occupancy = jax.nn.sigmoid(-jnp.min(pieces, 1) / edge)
     shade = jax.nn.sigmoid(jax.image.resize(latent["shade"], (H, W), "linear"))
-    return (1 - jnp.prod(1 - occupancy, 0)) * shade
+    image = (1 - jnp.prod(1 - occupancy, 0)) * shade
+    if mirror is not None:
+      image = 1 - (1 - image) * (1 - jax.nn.sigmoid(latent["mirror"]) * image[:, ::-1])
+    return image
 
+  mirrored = "" if mirror is None else f", mirror from {mirror:g}"
   return parameterizations.Parameterization(init, to_input, lambda z: z,
-                                            f"capsules({count}x{points}, r={radius:g})")
+                                            f"capsules({count}x{points}, r={radius:g}{mirrored})")
 
 
 def squashed(low=0.6, axes=(-2, -1)):
@@ -110,15 +122,16 @@ def picked(teacher, parameterization, target, candidates=64):
 
 
 def run(teacher, variant, restarts, seed):
-  """(images (10, R, 28, 28), min class p, seconds) of a variant and those before it."""
-  upto = VARIANTS[:VARIANTS.index(variant) + 1]
+  """(images (10, R, 28, 28), min class p, seconds) of a variant."""
+  ingredients = VARIANTS[variant]
   transform = presets._as_handwritten((-2, -1))
-  if "squashed" in upto:
+  if "squashed" in ingredients:
     transform = transforms.compose([squashed(), transform])
-  objective = soft_log_prob() if "soft" in upto else objectives.class_log_prob()
-  preset = presets.Preset(objective, optax.adam(0.05), capsules(), 120, transform, 5)
+  objective = soft_log_prob() if "soft" in ingredients else objectives.class_log_prob()
+  drawing = capsules(mirror=2.0 if "mirrored" in ingredients else None)
+  preset = presets.Preset(objective, optax.adam(0.05), drawing, 120, transform, 5)
   calls = [(jnp.arange(10), preset)]
-  if "picked" in upto:
+  if "picked" in ingredients:
     calls = [(jnp.array([c]), preset._replace(parameterization=picked(
         teacher, preset.parameterization, c))) for c in range(10)]
   results, seconds = [], 0.0
