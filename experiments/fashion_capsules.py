@@ -18,7 +18,9 @@ recipe otherwise (Adam 0.05, `presets._as_handwritten`, the surest of 5 at 120 s
              calls, one per class; their compilation is not in the seconds);
   mirrored:  soft, the drawing joined with its left-right mirror image as inks join, the mirror's
              ink weighted by a learned sigmoid(g) from g = 2, 0.88 (garments are symmetric, shoes
-             are not, and the optimiser chooses).
+             are not, and the optimiser chooses);
+  mirrored-drawn: mirrored, robust to `presets._as_drawn` (jitter, scale, rotation and blur) in
+             place of the elastic distortion.
 Reports the teacher's worst class, how often each judge of experiments/readable_images.py reads
 the images as their target (mean and worst class) and the residual judge per class; writes the
 rows as JSON and a grid of the last variant's first 8 images a class.
@@ -42,7 +44,8 @@ from jinvert import (engine, files, metrics, objectives, parameterizations, plot
 H = W = 28
 # each variant's ingredients besides the capsules
 VARIANTS = {"capsules": (), "soft": ("soft",), "squashed": ("soft", "squashed"),
-            "picked": ("soft", "squashed", "picked"), "mirrored": ("soft", "mirrored")}
+            "picked": ("soft", "squashed", "picked"), "mirrored": ("soft", "mirrored"),
+            "mirrored-drawn": ("soft", "mirrored", "drawn")}
 
 
 def capsules(count=3, points=4, radius=5.0, segments=7, shading=7, box=28.0, edge=0.5,
@@ -124,7 +127,7 @@ def picked(teacher, parameterization, target, candidates=64):
 def run(teacher, variant, restarts, seed):
   """(images (10, R, 28, 28), min class p, seconds) of a variant."""
   ingredients = VARIANTS[variant]
-  transform = presets._as_handwritten((-2, -1))
+  transform = (presets._as_drawn if "drawn" in ingredients else presets._as_handwritten)((-2, -1))
   if "squashed" in ingredients:
     transform = transforms.compose([squashed(), transform])
   objective = soft_log_prob() if "soft" in ingredients else objectives.class_log_prob()
