@@ -159,11 +159,10 @@ def main():
   for variant in args.variants.split(","):
     images, worst, seconds = run(teacher, variant, args.restarts, args.seed)
     row = {"variant": variant, "min_class_target_prob": worst, "seconds": round(seconds, 1)}
-    for name, judge in judged.items():
-      row[name] = readable_images.agreement(judge, images, jnp.arange(10))
-    fn, params, _ = judged["judge-resnet"]
-    row["judge-resnet per class"] = [float(a) for a in metrics.agreement(fn, params, images,
-                                                                        jnp.arange(10))]
+    per_class = {name: np.asarray(metrics.agreement(fn, params, images, jnp.arange(10)))
+                 for name, (fn, params, _) in judged.items()}
+    row |= {name: (float(read.mean()), float(read.min())) for name, read in per_class.items()}
+    row["judge-resnet per class"] = per_class["judge-resnet"].tolist()
     rows.append(row)
     common.log(str(row))
   print("| variant | min class p | judge-cnn | judge-resnet | judge-resnet per class (0-9) | s |")
