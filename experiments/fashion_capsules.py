@@ -3,22 +3,20 @@
     python experiments/fashion_capsules.py [--restarts 32] [--seed 0] [--variants a,b]
 
 Strokes draw digits, not garments (experiments/RESULTS.md, "Framed as the format frames a
-digit"). Here each image of fashion-mlp is the union, 1 - prod(1 - occupancy), of filled
-capsules: a Bezier path of control points (started as the strokes' are) swept by a radius that is
-itself a Bezier curve (softplus), each capsule's occupancy sigmoid((radius - distance to its
-nearest piece) / 0.5 px); shaded by a 7 x 7 grid (bilinear, sigmoid); framed as Fashion-MNIST
-frames a product (the ink's bounding box scaled so that its longer side spans 28 pixels, and
-centred). The renderer is differentiated by autodiff. Every variant is the strokes preset's
-recipe otherwise (Adam 0.05, `presets._as_handwritten`, the surest of 5 at 120 steps):
+digit"). Here each image of fashion-mlp is drawn by `parameterizations.capsules`: the union,
+1 - prod(1 - fill), of filled capsules (a Bezier path swept by a Bezier radius), shaded by a
+7 x 7 grid and framed as Fashion-MNIST frames a product (the longer side at 28 pixels). Every
+variant is the strokes preset's recipe otherwise (Adam 0.05, `presets._as_handwritten`, the
+surest of 5 at 120 steps):
   capsules:  3 capsules of 4 control points, radii starting at 5 px, the target log-probability;
-  soft:      capsules on log-softmax(outputs / 3), a logit margin that keeps pulling once p is
-             near 1;
+  soft:      capsules on log-softmax(outputs / 3) (`class_log_prob(temperature=3)`), a logit
+             margin that keeps pulling once p is near 1;
   squashed:  soft, each axis squashed by U(0.6, 1) before the transforms;
   picked:    squashed, each start the teacher's surest of 64 random drawings of its target (ten
              calls, one per class; their compilation is not in the seconds);
   mirrored:  soft, the drawing joined with its left-right mirror image as inks join, the mirror's
              ink weighted by a learned sigmoid(g) from g = 2, 0.88 (garments are symmetric, shoes
-             are not, and the optimiser chooses);
+             are not, and the optimiser chooses): the capsules preset as shipped;
   mirrored-drawn: mirrored, robust to `presets._as_drawn` (jitter, scale, rotation and blur) in
              place of the elastic distortion.
 Reports the teacher's worst class, how often each judge of experiments/readable_images.py reads
@@ -28,8 +26,6 @@ rows as JSON and a grid of the last variant's first 8 images a class.
 Run with JINVERT_DATA set (the teacher and the judges learn from the data; the images never
 read it).
 """
-
-import math
 
 import jax
 import jax.numpy as jnp
@@ -41,57 +37,10 @@ import readable_images
 from jinvert import (engine, files, metrics, objectives, parameterizations, plots, presets,
                      transforms)
 
-H = W = 28
 # each variant's ingredients besides the capsules
 VARIANTS = {"capsules": (), "soft": ("soft",), "squashed": ("soft", "squashed"),
             "picked": ("soft", "squashed", "picked"), "mirrored": ("soft", "mirrored"),
             "mirrored-drawn": ("soft", "mirrored", "drawn")}
-
-
-def capsules(count=3, points=4, radius=5.0, segments=7, shading=7, box=28.0, edge=0.5,
-             mirror: float | None = None):
-  """The capsules' Parameterization, for (28, 28) images; with `mirror`, joined with their
-  left-right mirror image weighted by a learned sigmoid(g), g starting at `mirror`."""
-  t = np.linspace(0, 1, segments + 1)[:, None]
-  i = np.arange(points)
-  bernstein = np.array([math.comb(points - 1, k) for k in i]) * t ** i * (1 - t) ** (points - 1 - i)
-  centre = np.array([H / 2, W / 2])
-  rows, cols = jnp.arange(H, dtype=jnp.float32)[:, None], jnp.arange(W, dtype=jnp.float32)[None]
-
-  def init(key, shape):
-    path_key, shade_key = jax.random.split(key)
-    latent = {"control": jax.random.normal(path_key, (count, points, 2)),
-              "radius": jnp.full((count, points), math.log(math.expm1(radius))),
-              "shade": 1.0 + 0.1 * jax.random.normal(shade_key, (shading, shading))}
-    return latent | ({} if mirror is None else {"mirror": jnp.array(mirror, jnp.float32)})
-
-  def signed_distance(a, b, ra, rb):
-    """Distance to one capsule piece from a to a + b, radius ra to rb, less the radius."""
-    dy, dx = rows - a[0], cols - a[1]
-    u = jnp.clip((dy * b[0] + dx * b[1]) / (b[0] ** 2 + b[1] ** 2 + 1e-6), 0, 1)
-    ey, ex = dy - u * b[0], dx - u * b[1]
-    return jnp.sqrt(ey * ey + ex * ex + 1e-6) - (ra + u * (rb - ra))
-
-  def to_input(latent):
-    control = centre + H / 7 * latent["control"]
-    path = jnp.einsum("sp,npd->nsd", bernstein, control)
-    radii = jnp.einsum("sp,np->ns", bernstein, jax.nn.softplus(latent["radius"]))
-    low = jnp.min(path - radii[..., None], (0, 1))
-    high = jnp.max(path + radii[..., None], (0, 1))
-    scale = box / jnp.maximum(jnp.max(high - low), 1.0)
-    path, radii = (path - (low + high) / 2) * scale + centre, radii * scale
-    pieces = jax.vmap(jax.vmap(signed_distance))(path[:, :-1], jnp.diff(path, axis=1),
-                                                 radii[:, :-1], radii[:, 1:])
-    occupancy = jax.nn.sigmoid(-jnp.min(pieces, 1) / edge)
-    shade = jax.nn.sigmoid(jax.image.resize(latent["shade"], (H, W), "linear"))
-    image = (1 - jnp.prod(1 - occupancy, 0)) * shade
-    if mirror is not None:
-      image = 1 - (1 - image) * (1 - jax.nn.sigmoid(latent["mirror"]) * image[:, ::-1])
-    return image
-
-  mirrored = "" if mirror is None else f", mirror from {mirror:g}"
-  return parameterizations.Parameterization(init, to_input, lambda z: z,
-                                            f"capsules({count}x{points}, r={radius:g}{mirrored})")
 
 
 def squashed(low=0.6, axes=(-2, -1)):
@@ -102,12 +51,6 @@ def squashed(low=0.6, axes=(-2, -1)):
     return jax.image.scale_and_translate(x, x.shape, axes, scale, size / 2 * (1 - scale),
                                          "linear")
   return fn
-
-
-@objectives.wrap_objective("class", target="c")
-def soft_log_prob(temperature: float = 3.0, c: int | None = None):
-  """log softmax(outputs / temperature)[c]."""
-  return lambda ctx, c: jax.nn.log_softmax(ctx.outputs / temperature)[c]
 
 
 def picked(teacher, parameterization, target, candidates=64):
@@ -130,8 +73,8 @@ def run(teacher, variant, restarts, seed):
   transform = (presets._as_drawn if "drawn" in ingredients else presets._as_handwritten)((-2, -1))
   if "squashed" in ingredients:
     transform = transforms.compose([squashed(), transform])
-  objective = soft_log_prob() if "soft" in ingredients else objectives.class_log_prob()
-  drawing = capsules(mirror=2.0 if "mirrored" in ingredients else None)
+  objective = objectives.class_log_prob(temperature=3.0 if "soft" in ingredients else 1.0)
+  drawing = parameterizations.capsules(mirror=2.0 if "mirrored" in ingredients else None, box=28.0)
   preset = presets.Preset(objective, optax.adam(0.05), drawing, 120, transform, 5)
   calls = [(jnp.arange(10), preset)]
   if "picked" in ingredients:

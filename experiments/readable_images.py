@@ -1,15 +1,15 @@
 """Readable data-free images (issue 19): two independent judges on every preset's images.
 
 For each teacher (the MLPs mnist-mlp, r2rt-mlp and fashion-mlp, and mnist-cnn, a convnet with
-BatchNorm), inverts 10 classes x R restarts with the raw, data-free, readable, strokes and
-natural presets as shipped (for mnist-cnn data-free adds the BatchNorm prior) and reports the
-teacher's own confidence (its worst class's mean), and how often each judge reads an image as
-its target (the mean over classes, and the worst class); first rows read the real test images
-the same way, the most a judge can be asked to read, all of them and those the teacher is as sure
-of as the bar asks synthetic images to be. The judges are trained on the real
-training set with outlier exposure, so that noise is not read as a class: `judge-cnn` (the
-small convnet `cnn`) and `judge-resnet` (a wider residual convnet); they are loaded from
---checkpoints, or trained there when missing.
+BatchNorm), inverts 10 classes x R restarts with the raw, data-free, readable, strokes,
+capsules and natural presets as shipped, or those of --presets (for mnist-cnn data-free adds
+the BatchNorm prior), and reports the teacher's own confidence (its worst class's mean), and
+how often each judge reads an image as its target (the mean over classes, and the worst class);
+first rows read the real test images the same way, the most a judge can be asked to read, all
+of them and those the teacher is as sure of as the bar asks synthetic images to be. The judges
+are trained on the real training set with outlier exposure, so that noise is not read as a
+class: `judge-cnn` (the small convnet `cnn`) and `judge-resnet` (a wider residual convnet);
+they are loaded from --checkpoints, or trained there when missing.
 The strokes preset (each image the surest of five drawn) runs again drawing one; for mnist-cnn,
 data-free runs again without the BatchNorm prior. Writes a JSON of the rows and a PNG grid per
 teacher, a column group per preset as shipped, in that order (the first three restarts of each:
@@ -28,7 +28,7 @@ from jinvert import data, engine, files, metrics, plots, presets
 
 TEACHERS = {"mnist-mlp": "mnist", "r2rt-mlp": "mnist", "fashion-mlp": "fashion-mnist",
             "mnist-cnn": "mnist"}
-PRESETS = ("raw", "data-free", "readable", "strokes", "natural")
+PRESETS = ("raw", "data-free", "readable", "strokes", "capsules", "natural")
 # rows beside the presets as shipped: (label, preset, what `presets.build` is given)
 VARIANTS = (("strokes, one draw", "strokes", {"draws": 1}),)
 # and for teachers with BatchNorm layers (the data-free preset adds the BatchNorm prior)
@@ -87,20 +87,25 @@ def main():
   p = common.parser(__doc__, "runs/readable_images.json", restarts=32)
   p.add_argument("--teachers", default=",".join(TEACHERS),
                  help=f"comma-separated, of {', '.join(TEACHERS)} (all)")
+  p.add_argument("--presets", default=",".join(PRESETS),
+                 help=f"comma-separated, of {', '.join(PRESETS)} (all; each with its variants)")
   args = p.parse_args()
+  chosen = args.presets.split(",")
   targets = jnp.arange(10)
   rows, grids = [], {}
   for teacher in args.teachers.split(","):
     dataset = TEACHERS[teacher]
     clf = common.teacher(teacher, dataset, args.checkpoints, args.data_dir)
     judged = judges(dataset, args.checkpoints, args.data_dir)
-    prior = common.vae_prior(dataset, args.checkpoints, args.data_dir)
+    prior = common.vae_prior(dataset, args.checkpoints, args.data_dir) \
+        if "natural" in chosen else None
     shown = []
     for row in real_test_rows(teacher, clf, judged, dataset, args.data_dir):
       rows.append(row)
       common.log(str(row))
     runs = [(name, name, {}) for name in PRESETS] + list(VARIANTS) + \
         list(BATCHNORM_VARIANTS if clf.batchnorm else ())
+    runs = [run for run in runs if run[1] in chosen]
     for label, name, given in runs:
       preset = presets.build(name, clf.space, prior if name == "natural" else None,
                              batchnorm=clf.batchnorm, **given)
@@ -118,7 +123,8 @@ def main():
       if not given:
         shown.append(np.asarray(result.inputs)[:, :3])
     grids[teacher] = plots.grid_png(np.concatenate(shown, 1), list(range(10)),
-                                    f"{teacher}: " + " / ".join(PRESETS) + " (3 each)")
+                                    f"{teacher}: " + " / ".join(p for p in PRESETS if p in chosen)
+                                    + " (3 each)")
   print("| teacher | preset | draws | min class p(target) | judge-cnn: mean / worst class | "
         "judge-resnet: mean / worst class | seconds (compile) |")
   print("|---|---|---|---|---|---|---|")

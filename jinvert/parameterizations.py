@@ -225,6 +225,14 @@ def _computed_once(x):
                     precision=jax.lax.Precision.HIGHEST).reshape(x.shape)
 
 
+def _bernstein(points: int, segments: int) -> np.ndarray:
+  """(segments + 1, points): the weights that take a Bezier curve's `points` control points to
+  `segments` + 1 points evenly spaced in its parameter (the ends of its straight pieces)."""
+  t = np.linspace(0.0, 1.0, segments + 1)[:, None]
+  i = np.arange(points)
+  return np.array([math.comb(points - 1, k) for k in i]) * t ** i * (1 - t) ** (points - 1 - i)
+
+
 def _pen(h: int, w: int, bernstein: np.ndarray, sigma: float):
   """draw(control (count, points, 2) in pixels, intensity (count,)) -> (h, w): the strokes' ink
   (`strokes`), its gradient written out. Why: autodiff's gradient through the minimum over
@@ -330,9 +338,7 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
   """
   h, w = _gray_size(shape, "strokes")
   check = _built_for(shape, "strokes")
-  t = np.linspace(0.0, 1.0, segments + 1)[:, None]
-  i = np.arange(points)
-  bernstein = np.array([math.comb(points - 1, k) for k in i]) * t ** i * (1 - t) ** (points - 1 - i)
+  bernstein = _bernstein(points, segments)
   sigma = width * min(h, w) / 28
   draw = _pen(h, w, bernstein, sigma)
   centre, spread = np.array([[[h / 2, w / 2]]]), min(h, w) / 7
@@ -365,6 +371,85 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
   return Parameterization(init, to_input, _identity,
                           f"strokes({count}x{points}" + (")" if box is None else
                                                          f", box={box:g})"))
+
+
+def capsules(shape=(28, 28), count: int = 3, points: int = 4, segments: int = 7,
+             radius: float = 5.0, shading: int = 7, mirror: float | None = 2.0,
+             box: float | None = None) -> Parameterization:
+  """A one-channel image of `shape` filled with `count` capsules: each a Bezier path of `points`
+  control points (drawn as `segments` straight pieces) swept by a radius that is itself a Bezier
+  curve (softplus, starting at `radius` pixels of a 28-pixel image), filled where a pixel lies
+  within the radius of its nearest piece (sigmoid((radius - distance) / 0.5 px)); the capsules
+  join as inks do, 1 - prod(1 - fill), shaded by a `shading` x `shading` grid (bilinear,
+  sigmoid). With `mirror`, the image x is joined with its left-right mirror image x' by a
+  learned weight, 1 - (1 - x)(1 - sigmoid(g) x'), g starting at `mirror`.
+
+  Why: strokes draw digits, not garments; a few filled shapes can draw a shirt, a shoe or a bag
+  but not the scattered pixels an MLP is most easily convinced by, and most products are
+  symmetric while shoes are not, so the optimiser keeps or drops the mirror image by image
+  (what it buys: experiments/RESULTS.md, "Filled capsules"). Control points start
+  N(centre, (H/7)^2) in pixels. The gradient is autodiff's.
+
+  Given a `box`, the drawing is framed as Fashion-MNIST frames a product: the bounding box of
+  the filled shapes (each path's points, out by their radii) scaled so that its longer side
+  spans `box` pixels of 28, scaling with the image, and centred. `box=None` draws the shapes
+  where they lie.
+
+  >>> import jax
+  >>> p = capsules((1, 28, 28), box=28.0)
+  >>> latent = p.init(jax.random.key(0), (1, 28, 28))
+  >>> latent["control"].shape, latent["radius"].shape, p.to_input(latent).shape
+  ((3, 4, 2), (3, 4), (1, 28, 28))
+  """
+  h, w = _gray_size(shape, "capsules")
+  check = _built_for(shape, "capsules")
+  bernstein = _bernstein(points, segments)
+  unit = min(h, w) / 28  # radii and the box are in pixels of a 28-pixel image
+  centre, spread = np.array([[[h / 2, w / 2]]]), min(h, w) / 7
+  if box is not None and not box > 0:
+    raise JinvertError(f"capsules: a box must be above 0 pixels of 28, got {box:g}")
+
+  def init(key, input_shape):
+    check(input_shape)
+    path_key, shade_key = jax.random.split(key)
+    latent = {"control": jax.random.normal(path_key, (count, points, 2)),
+              "radius": jnp.full((count, points), math.log(math.expm1(radius))),
+              "shade": 1.0 + 0.1 * jax.random.normal(shade_key, (shading, shading))}
+    return latent if mirror is None else latent | {"mirror": jnp.array(mirror, jnp.float32)}
+
+  def outside(a, b, ra, rb):
+    """How far each pixel lies outside one piece, from a to a + b, its radius ra to rb."""
+    dy = jnp.arange(h, dtype=a.dtype)[:, None] - a[0]
+    dx = jnp.arange(w, dtype=a.dtype)[None] - a[1]
+    u = jnp.clip((dy * b[0] + dx * b[1]) / (b[0] ** 2 + b[1] ** 2 + 1e-6), 0, 1)
+    ey, ex = dy - u * b[0], dx - u * b[1]
+    return jnp.sqrt(ey * ey + ex * ex + 1e-6) - (ra + u * (rb - ra))
+
+  def to_input(latent):
+    dtype = latent["control"].dtype
+    control = centre.astype(dtype) + spread * latent["control"]
+    path = jnp.einsum("sp,npd->nsd", bernstein.astype(dtype), control)
+    radii = jnp.einsum("sp,np->ns", bernstein.astype(dtype),
+                       jax.nn.softplus(latent["radius"])) * unit
+    if box is not None:
+      low = jnp.min(path - radii[..., None], (0, 1), keepdims=True)
+      high = jnp.max(path + radii[..., None], (0, 1), keepdims=True)
+      # at least a pixel: shapes shrunk to a point are not blown up to infinity
+      scale = box * unit / jnp.maximum(jnp.max(high - low), 1.0)
+      path, radii = (path - (low + high) / 2) * scale + centre.astype(dtype), radii * scale
+    pieces = jax.vmap(jax.vmap(outside))(path[:, :-1], jnp.diff(path, axis=1), radii[:, :-1],
+                                         radii[:, 1:])
+    fill = jax.nn.sigmoid(-jnp.min(pieces, 1) / (0.5 * unit))
+    shade = jax.nn.sigmoid(jax.image.resize(latent["shade"], (h, w), "linear"))
+    image = (1 - jnp.prod(1 - fill, 0)) * shade
+    if mirror is not None:
+      image = 1 - (1 - image) * (1 - jax.nn.sigmoid(latent["mirror"]) * image[:, ::-1])
+    return image.reshape(shape)
+
+  framed = "" if box is None else f", box={box:g}"
+  mirrored = "" if mirror is None else ", mirrored"
+  return Parameterization(init, to_input, _identity,
+                          f"capsules({count}x{points}{mirrored}{framed})")
 
 
 def identity_times_m(low: float = 0.0, high: float = 1.0) -> Parameterization:

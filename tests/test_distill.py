@@ -27,11 +27,11 @@ def work(tmp_path, monkeypatch, isolated_env):
 
 @pytest.mark.parametrize("soft", [[], ["--soft-targets"],
                                   ["--preset", "readable", "--soft-targets"],
-                                  ["--preset", "strokes"]])
+                                  ["--preset", "strokes"], ["--preset", "capsules"]])
 def test_distills_with_every_data_source_unreachable(work, capsys, monkeypatch, soft):
   """JINVERT_DATA empty, the cache empty, offline, no Debian folder: synthesis and training
-  run (one-hot or soft targets, the readable preset's soft targets, the strokes preset); the
-  data is asked for only after the student is trained, and then found nowhere."""
+  run (one-hot or soft targets, the readable preset's soft targets, the strokes and capsules
+  presets); the data is asked for only after the student is trained, and then found nowhere."""
   (work / "empty").mkdir()
   monkeypatch.setenv("JINVERT_DATA", str(work / "empty"))
   calls = []
@@ -224,7 +224,7 @@ def test_augment_distorts_images_only():
      "argument --images: must be a whole number from 1"),
     (["distill", "teacher.msgpack", "--student", "mnist-mlp", "--images", "20", "--preset", "raw",
       "--soft-targets"],
-     "--soft-targets is for the data-free, readable and strokes presets, not raw"),
+     "--soft-targets is for the data-free, readable, strokes and capsules presets, not raw"),
 ])
 def test_bad_input(work, capsys, argv, fragment):
   assert_refused(capsys, work, argv + ["--out", "s.msgpack"], fragment)

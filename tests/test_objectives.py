@@ -15,6 +15,7 @@ SHAPE = (5, 5)
 OBJECTIVES = {
     "class_logit": (ob.class_logit(), 2),
     "class_log_prob": (ob.class_log_prob(), 1),
+    "class_log_prob_warm": (ob.class_log_prob(temperature=3.0), 1),
     "class_log_prob_up_to": (ob.class_log_prob_up_to(0.99), 1),
     "cross_entropy": (ob.cross_entropy(), 3),
     "cross_entropy_to": (ob.cross_entropy_to(), np.array([0.1, 0.2, 0.3, 0.4])),
@@ -57,9 +58,20 @@ def test_objectives_add_scale_and_name():
     ob.class_logit() + ob.unit("h")
 
 
+def test_class_log_prob_at_a_temperature_keeps_pulling_once_the_class_is_sure():
+  """At temperature T it is log softmax(outputs / T): at 1 the default, and above 1 a sure
+  class's objective still rises with its margin where the default has all but stopped."""
+  sure, surer = (Context(jnp.zeros(2), jnp.array([0.0, margin]), {}, 1) for margin in (12., 24.))
+  cold, warm = ob.class_log_prob(), ob.class_log_prob(temperature=3.0)
+  assert float(ob.class_log_prob(temperature=1.0)(sure)) == float(cold(sure))
+  assert float(warm(sure)) == pytest.approx(float(jax.nn.log_softmax(jnp.array([0.0, 4.0]))[1]))
+  assert float(warm(surer) - warm(sure)) > 100 * float(cold(surer) - cold(sure)) > 0
+
+
 @pytest.mark.parametrize("objective,name,kind,layer", [
     (ob.class_logit(), "class_logit()", "class", None),
     (ob.class_logit(3), "class_logit(3)", None, None),
+    (ob.class_log_prob(temperature=3.0), "class_log_prob(temperature=3)", "class", None),
     (ob.class_log_prob_up_to(0.95), "class_log_prob_up_to(0.95)", "class", None),
     (ob.class_log_prob_up_to(0.5, c=2), "class_log_prob_up_to(0.5, c=2)", None, None),
     (ob.cross_entropy_to(), "cross_entropy_to()", "vector", None),

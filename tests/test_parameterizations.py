@@ -66,7 +66,9 @@ def test_fourier_and_sigmoid_stay_in_unit_box_and_raise_the_objective():
 
 @pytest.mark.parametrize("make", [lambda: pz.sigmoid(0.5, -2.0), lambda: pz.fourier(SHAPE),
                                   lambda: pz.pyramid(SHAPE), lambda: pz.strokes(SHAPE),
-                                  lambda: pz.strokes(SHAPE, box=20.0)])
+                                  lambda: pz.strokes(SHAPE, box=20.0),
+                                  lambda: pz.capsules(SHAPE, radius=1.0, box=4.0),
+                                  lambda: pz.capsules(SHAPE, radius=1.0, mirror=None)])
 def test_to_input_gradient_matches_finite_differences(make, x64):
   param = make()
   latent, unravel = ravel_pytree(jax.tree.map(lambda z: z.astype(jnp.float64),
@@ -100,6 +102,10 @@ def test_decoder_optimises_the_latent_of_any_decode_function():
     (lambda: pz.strokes((28, 28), box=3.0), "a box of 3 pixels of 28 is no wider than the "
                                              r"pen's ink, 3\.06 pixels"),
     (lambda: pz.strokes((28, 28), box=float("nan")), "a box of nan pixels"),
+    (lambda: pz.capsules((4, 4)).init(jax.random.key(0), (5, 5)), r"built for \(4, 4\)"),
+    (lambda: pz.capsules((3, 8, 8)), "the capsules parameterisation draws one-channel images"),
+    (lambda: pz.capsules((28, 28), box=0.0), "capsules: a box must be above 0 pixels of 28, got 0"),
+    (lambda: pz.capsules((28, 28), box=float("nan")), "got nan"),
 ])
 def test_bad_parameterisations_are_named(make, message):
   with pytest.raises(JinvertError, match=message):
@@ -233,3 +239,88 @@ def test_strokes_are_framed_as_mnist_frames_a_digit(shape):
   for image in (framed.to_input(latent), framed.to_input(elsewhere)):
     np.testing.assert_allclose(np.asarray(image), np.asarray(by_hand), atol=atol)
   assert not np.allclose(np.asarray(unframed.to_input(latent)), np.asarray(by_hand), atol=0.1)
+
+
+def _capsules_by_hand(latent, h, w, segments, shade):
+  """Each capsule's pieces between de Casteljau points of its path, its radius along a piece
+  the straight line between de Casteljau points of its radius curve, a pixel filled
+  sigmoid((radius - distance) / (0.5 px of 28)), capsules joined as 1 - prod(1 - fill)."""
+  unit = min(h, w) / 28
+  centre, spread = np.array([h / 2, w / 2]), min(h, w) / 7
+  blank = np.ones((h, w))
+  radii = np.log1p(np.exp(np.asarray(latent["radius"], np.float64))) * unit
+  for control, radius in zip(np.asarray(latent["control"], np.float64), radii):
+    ts = np.linspace(0, 1, segments + 1)
+    path = [_casteljau(list(centre + spread * control), t) for t in ts]
+    across = [_casteljau(list(radius), t) for t in ts]
+    for y in range(h):
+      for x in range(w):
+        p, outside = np.array([y, x], float), np.inf
+        for a, b, ra, rb in zip(path[:-1], path[1:], across[:-1], across[1:]):
+          u = np.clip(np.dot(p - a, b - a) / np.dot(b - a, b - a), 0, 1)
+          outside = min(outside, np.linalg.norm(p - a - u * (b - a)) - (ra + u * (rb - ra)))
+        blank[y, x] *= 1 - 1 / (1 + np.exp(outside / (0.5 * unit)))
+  return (1 - blank) * shade
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (1, 20, 24)])
+def test_capsules_fill_what_lies_within_the_radius_of_each_path(shape):
+  param = pz.capsules(shape, count=3, points=4, segments=5, mirror=None)
+  latent = param.init(jax.random.key(1), shape)
+  latent["radius"] = latent["radius"] + jax.random.normal(jax.random.key(2), (3, 4))
+  latent["shade"] = jnp.full_like(latent["shade"], 2.0)  # a constant stays one under resizing
+  h, w = shape[-2:]
+  image = param.to_input(latent)
+  assert image.shape == shape
+  by_hand = _capsules_by_hand(latent, h, w, 5, 1 / (1 + np.exp(-2.0)))
+  # the renderer's distance is sqrt(d^2 + 1e-6): up to 5e-4 px more, at a slope of at most
+  # 1 / (4 x 0.5 px) in the fill
+  np.testing.assert_allclose(np.asarray(image).reshape(h, w), by_hand, atol=5e-4)
+  assert float(image.max()) > 0.8 and float(image.min()) < 0.01  # filled, and not everywhere
+
+
+def test_capsules_join_their_mirror_image_by_the_learned_weight():
+  """x becomes 1 - (1 - x)(1 - sigmoid(g) x flipped left to right): left and right the same once
+  the weight is 1, the capsules alone once it is 0."""
+  shape = (1, 20, 24)
+  mirrored, alone = pz.capsules(shape, box=20.0), pz.capsules(shape, box=20.0, mirror=None)
+  latent = mirrored.init(jax.random.key(3), shape)
+  assert float(latent["mirror"]) == 2.0
+  x = np.asarray(alone.to_input({k: v for k, v in latent.items() if k != "mirror"}))
+  weight = 1 / (1 + np.exp(-2.0))
+  np.testing.assert_allclose(np.asarray(mirrored.to_input(latent)),
+                             1 - (1 - x) * (1 - weight * x[..., ::-1]), atol=1e-6)
+  on = np.asarray(mirrored.to_input(latent | {"mirror": jnp.array(40.0)}))
+  off = np.asarray(mirrored.to_input(latent | {"mirror": jnp.array(-40.0)}))
+  np.testing.assert_array_equal(on, on[..., ::-1])
+  np.testing.assert_allclose(off, x, atol=1e-6)
+  assert np.abs(x - x[..., ::-1]).max() > 0.5  # the capsules alone are not symmetric
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (1, 20, 24)])
+def test_capsules_are_framed_as_fashion_mnist_frames_a_product(shape):
+  """The framed drawing is the unframed drawing of the capsules moved and scaled so that their
+  bounding box (each path's points, out by their radii) has its longer side `box` pixels of
+  28 and its middle at the centre, whatever the latent's own place."""
+  framed = pz.capsules(shape, segments=5, box=26.0, mirror=None)
+  unframed = pz.capsules(shape, segments=5, mirror=None)
+  h, w = shape[-2:]
+  unit, centre, spread = min(h, w) / 28, np.array([h / 2, w / 2]), min(h, w) / 7
+  latent = framed.init(jax.random.key(5), shape)
+  control = centre + spread * np.asarray(latent["control"], np.float64)
+  radius = np.log1p(np.exp(np.asarray(latent["radius"], np.float64))) * unit
+  ts = np.linspace(0, 1, 6)
+  path = np.array([[_casteljau(list(c), t) for t in ts] for c in control])
+  across = np.array([[_casteljau(list(r), t) for t in ts] for r in radius])[..., None]
+  low, high = (path - across).min((0, 1)), (path + across).max((0, 1))
+  scale = 26.0 * unit / np.max(high - low)
+  moved = (control - (low + high) / 2) * scale + centre
+  by_hand = unframed.to_input(latent | {
+      "control": jnp.asarray((moved - centre) / spread, jnp.float32),
+      "radius": jnp.asarray(np.log(np.expm1(radius * scale / unit)), jnp.float32)})
+  elsewhere = latent | {"control": latent["control"] + jnp.array([[[1.5, -2.0]]])}
+  for image in (framed.to_input(latent), framed.to_input(elsewhere)):
+    np.testing.assert_allclose(np.asarray(image), np.asarray(by_hand), atol=1e-4)
+  assert not np.allclose(np.asarray(unframed.to_input(latent)), np.asarray(by_hand), atol=0.1)
+  ink = np.argwhere(np.asarray(framed.to_input(latent)).reshape(h, w) > 0.25)
+  assert 24 * unit <= np.max(ink.max(0) - ink.min(0)) + 1 <= 27 * unit

@@ -32,17 +32,18 @@ def test_every_preset_builds_for_what_it_accepts_and_names_what_it_refuses(name,
   spec = presets.get(name)
   accepts = {"raw": set(SPACES), "data-free": set(SPACES) - {"features"},
              "natural": {"gray", "chw", "hwc"}, "readable": {"gray", "chw", "hwc"},
-             "strokes": {"gray", "chw", "hwc"}}[name]
+             "strokes": {"gray", "chw", "hwc"}, "capsules": {"gray", "chw", "hwc"}}[name]
   if space not in accepts:
     with pytest.raises(JinvertError, match=f"the {name} preset"):
       presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
     return
   preset = presets.build(name, SPACES[space], _prior() if spec.uses_data else None)
   assert preset.steps == spec.steps and preset.draws == spec.draws
-  if name == "strokes":  # framed by the box of the space's format, when it has one
+  if name in ("strokes", "capsules"):  # framed by the box of its format, when it has one
     framed = presets.build(name, dataclasses.replace(SPACES[space], box=28.0))
-    assert (preset.parameterization.name, framed.parameterization.name) == \
-        ("strokes(4x6)", "strokes(4x6, box=28)")
+    assert (preset.parameterization.name, framed.parameterization.name) == {
+        "strokes": ("strokes(4x6)", "strokes(4x6, box=28)"),
+        "capsules": ("capsules(3x4, mirrored)", "capsules(3x4, mirrored, box=28)")}[name]
   assert presets.build(name, SPACES[space], _prior() if spec.uses_data else None,
                        draws=3).draws == 3
   latent = preset.parameterization.init(jax.random.key(0), SPACES[space].shape)
@@ -142,13 +143,14 @@ def test_data_free_adds_the_batchnorm_prior_when_the_model_has_batchnorm():
 def test_soft_targets_replace_the_likelihood_of_the_presets_that_take_them():
   soft = objectives.cross_entropy_to(temperature=20.0)
   space = InputSpace((28, 28))
-  assert presets.soft_target_presets() == ["data-free", "readable", "strokes"]
+  assert presets.soft_target_presets() == ["data-free", "readable", "strokes", "capsules"]
   for name in presets.soft_target_presets():
     own, replaced = presets.build(name, space), presets.build(name, space, likelihood=-soft)
-    assert own.objective.name.startswith("class_log_prob()")
-    expected = own.objective.name.replace("class_log_prob()", (-soft).name)
+    likelihood = own.objective.name.split(" ")[0]  # capsules': at temperature 3
+    assert likelihood in ("class_log_prob()", "class_log_prob(temperature=3)")
+    expected = own.objective.name.replace(likelihood, (-soft).name)
     assert replaced.objective.name == expected
     assert replaced.parameterization.name == own.parameterization.name
-  with pytest.raises(JinvertError,
-                     match="soft targets are for the data-free, readable and strokes presets"):
+  with pytest.raises(JinvertError, match="soft targets are for the data-free, readable, "
+                                         "strokes and capsules presets"):
     presets.build("raw", space, likelihood=-soft)

@@ -40,7 +40,8 @@ def add(commands):
                  help="1 (default), or adaptive rounds: each later round adds images where the "
                       "student still disagrees with the teacher, and the student is retrained")
   p.add_argument("--soft-targets", action="store_true",
-                 help="ZSKD's soft targets (data-free, readable and strokes presets): each image "
+                 help=f"ZSKD's soft targets ({', '.join(presets.soft_target_presets())} "
+                      "presets): each image "
                       "matches its own Dirichlet draw over the classes, concentrated by the "
                       "classes' similarity in the teacher's final layer, at temperature 20, "
                       "instead of one class: images between the classes, as a student must learn "
