@@ -233,6 +233,13 @@ def _bernstein(points: int, segments: int) -> np.ndarray:
   return np.array([math.comb(points - 1, k) for k in i]) * t ** i * (1 - t) ** (points - 1 - i)
 
 
+def _onto_piece(dy, dx, by, bx):
+  """The place nearest to each point (dy, dx) on the straight piece from 0 to (by, bx): how far
+  along it (u, in [0, 1]) and the offset from it (ey, ex)."""
+  u = jnp.clip((dy * by + dx * bx) / (by ** 2 + bx ** 2 + 1e-6), 0.0, 1.0)
+  return u, dy - u * by, dx - u * bx
+
+
 def _pen(h: int, w: int, bernstein: np.ndarray, sigma: float):
   """draw(control (count, points, 2) in pixels, intensity (count,)) -> (h, w): the strokes' ink
   (`strokes`), its gradient written out. Why: autodiff's gradient through the minimum over
@@ -250,9 +257,8 @@ def _pen(h: int, w: int, bernstein: np.ndarray, sigma: float):
     best = None
     for piece in range(knots - 1):
       a, b = knot[:, piece], knot[:, piece + 1] - knot[:, piece]      # start, direction
-      dy, dx = rows(curve.dtype) - a[:, 0], cols(curve.dtype) - a[:, 1]
-      u = jnp.clip((dy * b[:, 0] + dx * b[:, 1]) / (b[:, 0] ** 2 + b[:, 1] ** 2 + 1e-6), 0.0, 1.0)
-      ey, ex = dy - u * b[:, 0], dx - u * b[:, 1]
+      u, ey, ex = _onto_piece(rows(curve.dtype) - a[:, 0], cols(curve.dtype) - a[:, 1],
+                              b[:, 0], b[:, 1])
       here = (ey * ey + ex * ex, piece + u)
       best = here if best is None else tuple(
           jnp.where(here[0] < best[0], new, old) for new, old in zip(here, best))
@@ -419,10 +425,8 @@ def capsules(shape=(28, 28), count: int = 3, points: int = 4, segments: int = 7,
 
   def outside(a, b, ra, rb):
     """How far each pixel lies outside one piece, from a to a + b, its radius ra to rb."""
-    dy = jnp.arange(h, dtype=a.dtype)[:, None] - a[0]
-    dx = jnp.arange(w, dtype=a.dtype)[None] - a[1]
-    u = jnp.clip((dy * b[0] + dx * b[1]) / (b[0] ** 2 + b[1] ** 2 + 1e-6), 0, 1)
-    ey, ex = dy - u * b[0], dx - u * b[1]
+    u, ey, ex = _onto_piece(jnp.arange(h, dtype=a.dtype)[:, None] - a[0],
+                            jnp.arange(w, dtype=a.dtype)[None] - a[1], b[0], b[1])
     return jnp.sqrt(ey * ey + ex * ex + 1e-6) - (ra + u * (rb - ra))
 
   def to_input(latent):
