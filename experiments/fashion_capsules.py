@@ -6,7 +6,7 @@ Strokes draw digits, not garments (experiments/RESULTS.md, "Framed as the format
 digit"). Here each image of fashion-mlp is drawn by `parameterizations.capsules`: the union,
 1 - prod(1 - fill), of filled capsules (a Bezier path swept by a Bezier radius), shaded by a
 7 x 7 grid and framed as Fashion-MNIST frames a product (the longer side at 28 pixels). Every
-variant is the strokes preset's recipe otherwise (Adam 0.05, `presets._as_handwritten`, the
+variant is the capsules preset's recipe otherwise (Adam 0.05, `presets._as_handwritten`, the
 surest of 5 at 120 steps):
   capsules:  3 capsules of 4 control points, radii starting at 5 px, the target log-probability;
   soft:      capsules on log-softmax(outputs / 3) (`class_log_prob(temperature=3)`), a logit
@@ -30,7 +30,6 @@ read it).
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import common
 import readable_images
@@ -75,7 +74,8 @@ def run(teacher, variant, restarts, seed):
     transform = transforms.compose([squashed(), transform])
   objective = objectives.class_log_prob(temperature=3.0 if "soft" in ingredients else 1.0)
   drawing = parameterizations.capsules(mirror=2.0 if "mirrored" in ingredients else None, box=28.0)
-  preset = presets.Preset(objective, optax.adam(0.05), drawing, 120, transform, 5)
+  preset = presets.capsules(box=28.0)._replace(objective=objective, parameterization=drawing,
+                                               transform=transform)
   calls = [(jnp.arange(10), preset)]
   if "picked" in ingredients:
     calls = [(jnp.array([c]), preset._replace(parameterization=picked(
