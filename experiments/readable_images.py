@@ -99,7 +99,7 @@ def main():
     judged = judges(dataset, args.checkpoints, args.data_dir)
     prior = common.vae_prior(dataset, args.checkpoints, args.data_dir) \
         if "natural" in chosen else None
-    shown = []
+    shown = {}  # the first three images of each preset as shipped, by name
     for row in real_test_rows(teacher, clf, judged, dataset, args.data_dir):
       rows.append(row)
       common.log(str(row))
@@ -121,10 +121,9 @@ def main():
       rows.append(row)
       common.log(str(row))
       if not given:
-        shown.append(np.asarray(result.inputs)[:, :3])
-    grids[teacher] = plots.grid_png(np.concatenate(shown, 1), list(range(10)),
-                                    f"{teacher}: " + " / ".join(p for p in PRESETS if p in chosen)
-                                    + " (3 each)")
+        shown[label] = np.asarray(result.inputs)[:, :3]
+    grids[teacher] = plots.grid_png(np.concatenate(list(shown.values()), 1), list(range(10)),
+                                    f"{teacher}: " + " / ".join(shown) + " (3 each)")
   print("| teacher | preset | draws | min class p(target) | judge-cnn: mean / worst class | "
         "judge-resnet: mean / worst class | seconds (compile) |")
   print("|---|---|---|---|---|---|---|")
