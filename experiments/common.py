@@ -28,6 +28,19 @@ def parser(doc: str, out: str, restarts: int | None = None,
   return p
 
 
+def names(known, what: str):
+  """An argparse `type`: a comma-separated list of names, each one of `known`; an unknown one is
+  a usage error naming it and the choices, before any model is loaded or trained."""
+  def parse(text):
+    chosen = text.split(",")
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+      raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(map(repr, unknown))}; "
+                                       f"choose from {', '.join(known)}")
+    return chosen
+  return parse
+
+
 def log(line):
   print(line, file=sys.stderr, flush=True)
 

@@ -129,7 +129,9 @@ def chart(report: dict, images: int) -> bytes:
 def main():
   parser = common.parser(__doc__, "runs/data_free_distillation")
   parser.add_argument("--images", type=int, default=60_000, help="transfer images per row (60000)")
-  parser.add_argument("--teachers", default="mnist-mlp,fashion-mlp")
+  parser.add_argument("--teachers", default=",".join(TEACHERS),
+                      type=common.names(TEACHERS, "teacher"),
+                      help=f"comma-separated, of {', '.join(TEACHERS)} (all)")
   parser.add_argument("--steps", type=int, default=distill.StudentRecipe.steps,
                       help="student steps per row")
   parser.add_argument("--main-rows", action="store_true",
@@ -213,7 +215,7 @@ def main():
   # the rows the question needs first, for every teacher; then the ablations
   first = ["noise", "raw", "data-free", "real training set (ceiling)", "natural (uses data)"]
   for rows in (first, [] if args.main_rows else [row for row in ROWS if row not in first]):
-    for name in args.teachers.split(","):
+    for name in args.teachers:
       for row in rows:
         done = report.get(name, {}).get("rows", {})
         if row in done:

@@ -94,12 +94,13 @@ def run(teacher, variant, restarts, seed):
 
 def main():
   p = common.parser(__doc__, "runs/fashion_capsules.json", restarts=32)
-  p.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)} (all)")
+  p.add_argument("--variants", default=",".join(VARIANTS), type=common.names(VARIANTS, "variant"),
+                 help=f"of {', '.join(VARIANTS)} (all)")
   args = p.parse_args()
   teacher = common.teacher("fashion-mlp", "fashion-mnist", args.checkpoints, args.data_dir)
   judged = readable_images.judges("fashion-mnist", args.checkpoints, args.data_dir)
   rows = []
-  for variant in args.variants.split(","):
+  for variant in args.variants:
     images, worst, seconds = run(teacher, variant, args.restarts, args.seed)
     row = {"variant": variant, "min_class_target_prob": worst, "seconds": round(seconds, 1)}
     per_class = {name: np.asarray(metrics.agreement(fn, params, images, jnp.arange(10)))

@@ -45,6 +45,7 @@ from jinvert import (classifiers, data, engine, metrics, objectives, parameteriz
 from jinvert.input_space import layout
 
 LAYERS = ("block1_pre", "block2_pre", "block1", "block2")
+PANELS = ("channels", "diversity", "colored-mnist")
 HUE_TOLERANCE = 18.0  # degrees: half the 36 degrees between neighbouring classes
 
 
@@ -222,11 +223,11 @@ def tables(report) -> str:
 
 def main():
   parser = common.parser(__doc__, "runs/feature_visualisation", restarts=4)
-  parser.add_argument("--panels", default="channels,diversity,colored-mnist",
-                      help="which panels to run (all three)")
+  parser.add_argument("--panels", default=",".join(PANELS), type=common.names(PANELS, "panel"),
+                      help=f"comma-separated, of {', '.join(PANELS)} (all three)")
   args = parser.parse_args()
   out = Path(args.out)
-  panels = args.panels.split(",")
+  panels = args.panels
   report = {"seed": args.seed, "restarts": args.restarts}
   if "channels" in panels or "diversity" in panels:
     clf = load("mnist-cnn", "mnist", args)

@@ -85,15 +85,15 @@ def real_test_rows(teacher, clf, judged, dataset, data_dir):
 
 def main():
   p = common.parser(__doc__, "runs/readable_images.json", restarts=32)
-  p.add_argument("--teachers", default=",".join(TEACHERS),
+  p.add_argument("--teachers", default=",".join(TEACHERS), type=common.names(TEACHERS, "teacher"),
                  help=f"comma-separated, of {', '.join(TEACHERS)} (all)")
-  p.add_argument("--presets", default=",".join(PRESETS),
+  p.add_argument("--presets", default=",".join(PRESETS), type=common.names(PRESETS, "preset"),
                  help=f"comma-separated, of {', '.join(PRESETS)} (all; each with its variants)")
   args = p.parse_args()
-  chosen = args.presets.split(",")
+  chosen = args.presets
   targets = jnp.arange(10)
   rows, grids = [], {}
-  for teacher in args.teachers.split(","):
+  for teacher in args.teachers:
     dataset = TEACHERS[teacher]
     clf = common.teacher(teacher, dataset, args.checkpoints, args.data_dir)
     judged = judges(dataset, args.checkpoints, args.data_dir)
