@@ -418,6 +418,31 @@ def total_variation(axes=(-2, -1)):
 
 
 @wrap_objective()
+def squareness(threshold: float = 0.0, ink: float = 0.3, axes=(-2, -1)):
+  """How nearly square the ink's bounding box is, min(w, h) / max(w, h), above `threshold`
+  and rescaled to [0, 1]; a penalty. w counts the columns whose darkest pixel passes `ink`,
+  h the rows (each a sigmoid of 20 x (largest ink - `ink`), so that the count has a gradient);
+  `axes` are the rows' and the columns' axes.
+
+  Why: an MLP's surest drawings of every class fill a box about as wide as tall, where real
+  trousers are tall and narrow and shoes wide and low (what a charge for squareness buys:
+  experiments/RESULTS.md, "A drawing that is not square")."""
+  if not 0 <= threshold < 1:
+    raise JinvertError(f"squareness: threshold must be in [0, 1), got {threshold}")
+  rows, columns = axes
+
+  def count(x, keep):
+    other = tuple(a for a in range(x.ndim) if a != keep % x.ndim)
+    return jnp.sum(jax.nn.sigmoid(20.0 * (jnp.max(x, axis=other) - ink)))
+
+  def fn(ctx):
+    w, h = count(ctx.x, columns), count(ctx.x, rows)
+    ratio = jnp.minimum(w, h) / jnp.maximum(jnp.maximum(w, h), 1.0)
+    return jnp.maximum(ratio - threshold, 0.0) / (1.0 - threshold)
+  return fn
+
+
+@wrap_objective()
 def euclidean_distance_to(reference):
   """The Euclidean distance ||x - reference||_2 (smoothed at 0 so its gradient is finite);
   a penalty."""

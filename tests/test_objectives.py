@@ -27,6 +27,8 @@ OBJECTIVES = {
     "l2": (ob.l2(), 0),
     "l1": (ob.l1(), 0),
     "total_variation": (ob.total_variation(), 0),
+    "squareness": (ob.squareness(), 0),
+    "squareness_above": (ob.squareness(threshold=0.2), 0),
     "mean_squared_distance_to": (ob.mean_squared_distance_to(np.full(SHAPE, 0.5)), 0),
     "euclidean_distance_to": (ob.euclidean_distance_to(np.full(SHAPE, 0.5)), 0),
     "combined": (ob.class_logit(8 % 4) - 0.05 * ob.total_variation() + 2 * ob.l2(), 0),
@@ -329,3 +331,19 @@ def test_batchnorm_prior_gradient_matches_finite_differences(x64):
 def test_batchnorm_prior_needs_batchnorm_layers():
   with pytest.raises(JinvertError, match="the model has no BatchNorm layers .* folds them"):
     ob.batchnorm_statistics(())
+
+
+def test_squareness_is_the_ink_box_short_side_over_its_long_side():
+  """A 20 x 10 block reads 1/2 either way up; above a threshold of 0.4, (1/2 - 0.4) / 0.6; a
+  square block reads 1; blank columns count almost nothing."""
+  tall = jnp.zeros((28, 28)).at[4:24, 9:19].set(1.0)
+  read = lambda objective, x: float(objective(Context(x, jnp.zeros(2), {}, 0)))
+  assert read(ob.squareness(), tall) == pytest.approx(0.5, abs=0.005)
+  assert read(ob.squareness(), tall.T) == pytest.approx(read(ob.squareness(), tall))
+  assert read(ob.squareness(threshold=0.4), tall) == pytest.approx(0.1 / 0.6, abs=0.01)
+  assert read(ob.squareness(), jnp.zeros((28, 28)).at[4:24, 4:24].set(1.0)) == pytest.approx(1.0)
+  channels_last = tall[..., None].repeat(3, -1)
+  assert (read(ob.squareness(axes=(-3, -2)), channels_last)
+          == pytest.approx(read(ob.squareness(), tall)))
+  with pytest.raises(JinvertError, match="threshold must be in"):
+    ob.squareness(threshold=1.0)
