@@ -6,8 +6,8 @@ Strokes draw digits, not garments (experiments/RESULTS.md, "Framed as the format
 digit"). Here each image of fashion-mlp is drawn by `parameterizations.capsules`: the union,
 1 - prod(1 - fill), of filled capsules (a Bezier path swept by a Bezier radius), shaded by a
 7 x 7 grid and framed as Fashion-MNIST frames a product (the longer side at 28 pixels). Every
-variant is the capsules preset's recipe otherwise (Adam 0.05, `presets._as_handwritten`, the
-surest of 5 at 120 steps):
+variant is the capsules preset's first recipe otherwise (Adam 0.05, `presets._as_handwritten`,
+120 steps), each image the surest of 5 (the preset since keeps the best of two recipes):
   capsules:  3 capsules of 4 control points, radii starting at 5 px, the target log-probability;
   soft:      capsules on log-softmax(outputs / 3) (`class_log_prob(temperature=3)`), a logit
              margin that keeps pulling once p is near 1;
@@ -16,7 +16,7 @@ surest of 5 at 120 steps):
              calls, one per class; their compilation is not in the seconds);
   mirrored:  soft, the drawing joined with its left-right mirror image as inks join, the mirror's
              ink weighted by a learned sigmoid(g) from g = 2, 0.88 (garments are symmetric, shoes
-             are not, and the optimiser chooses): the capsules preset as shipped;
+             are not, and the optimiser chooses): the capsules preset's first recipe;
   mirrored-drawn: mirrored, robust to `presets._as_drawn` (jitter, scale, rotation and blur) in
              place of the elastic distortion.
 Reports the teacher's worst class, how often each judge of experiments/readable_images.py reads
@@ -74,8 +74,8 @@ def run(teacher, variant, restarts, seed):
     transform = transforms.compose([squashed(), transform])
   objective = objectives.class_log_prob(temperature=3.0 if "soft" in ingredients else 1.0)
   drawing = parameterizations.capsules(mirror=2.0 if "mirrored" in ingredients else None, box=28.0)
-  preset = presets.capsules(box=28.0)._replace(objective=objective, parameterization=drawing,
-                                               transform=transform)
+  preset = presets.capsules(box=28.0, draws=5, narrow_draws=0)._replace(
+      objective=objective, parameterization=drawing, transform=transform, score=None)
   calls = [(jnp.arange(10), preset)]
   if "picked" in ingredients:
     calls = [(jnp.array([c]), preset._replace(parameterization=picked(

@@ -34,7 +34,7 @@ _MODULES = ("checkpoint", "convolution", "data", "distill", "distributed", "metr
             "objectives", "parameterizations", "plots", "presets", "priors", "train",
             "transforms", "work_dir")
 _NAMES = {"Classifier": "classifiers", "load_model": "classifiers", "InversionResult": "engine",
-          "invert": "engine", "keep_surest": "engine", "make_inversion": "engine",
+          "invert": "engine", "keep_best": "engine", "make_inversion": "engine",
           "timed_invert": "engine",
           "JinvertError": "errors", "InputSpace": "input_space", "Objective": "objectives",
           "Parameterization": "parameterizations", "Preset": "presets"}

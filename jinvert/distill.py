@@ -203,7 +203,8 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
     apply_fn: the teacher's model function.
     params: its parameters.
     preset: the recipe (None: uniform noise, the baseline that uses no inversion at all);
-      each image is the surest of its `draws`.
+      each image is the best of its `draws` (and `pooled` draws) by its `score`, else the
+      surest.
     n_images: a multiple of `n_classes`.
     n_classes: the teacher's classes.
     input_shape: one input's shape.
@@ -229,32 +230,39 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
     if on_images:
       on_images(n_images)
     return np.asarray(jax.random.uniform(key, shape)), 0.0
-  run = jax.jit(engine.make_inversion(apply_fn, preset.objective, preset.optimizer,
-                                      preset.parameterization, preset.steps, tuple(input_shape),
-                                      preset.transform, record_every=0))
+  def compiled(objective):
+    return jax.jit(engine.make_inversion(apply_fn, objective, preset.optimizer,
+                                         preset.parameterization, preset.steps,
+                                         tuple(input_shape), preset.transform, record_every=0))
+  recipes = ((preset.objective, preset.draws),) + tuple(preset.pooled)
   if targets is not None:
     if tuple(targets.shape) != (n_images, n_classes):
       raise JinvertError(f"soft targets shaped {tuple(targets.shape)}, expected "
                          f"({n_images}, {n_classes})")
-    images, seconds = _synthesize_soft(run, params, jnp.asarray(targets), key, on_images,
-                                       cached, prefix, preset.draws,
-                                       preset.objective.target_kind)
+    images, seconds = _synthesize_soft([(compiled(o), n) for o, n in recipes], params,
+                                       jnp.asarray(targets), key, on_images, cached, prefix,
+                                       preset.objective.target_kind, preset.score)
     return images.reshape(shape), seconds
-  piece = None
-  drawn = per_class * preset.draws
-  if cached is not None:
-    max_chunk = min(max_chunk or drawn, -(-drawn // SYNTH_PIECES))
-    piece = engine.chunk_cache(cached, prefix)
+  draws = sum(n for _, n in recipes)
   classes = jnp.arange(n_classes)
-  result, timing = engine.run_planned(
-      run, params, classes, key, drawn,
-      engine.lane_sharding(n_classes),  # classes over devices; restarts in chunks
-      max_chunk=max_chunk,
-      on_chunk=(lambda r: on_images(r * n_classes / preset.draws)) if on_images else None,
-      piece=piece)
-  if preset.draws > 1:
-    result = engine.keep_surest(result, classes, per_class, preset.objective.target_kind)
-  return np.asarray(result.inputs).reshape(shape), timing["seconds"]
+  results, seconds = [], 0.0
+  for i, (objective, n) in enumerate(recipes):
+    piece, drawn, most = None, per_class * n, max_chunk
+    if cached is not None:
+      most = min(max_chunk or drawn, -(-drawn // SYNTH_PIECES))
+      piece = engine.chunk_cache(cached, prefix + (f"-pooled{i}" if i else ""))
+    result, timing = engine.run_planned(
+        compiled(objective), params, classes, key if i == 0 else jax.random.fold_in(key, i),
+        drawn, engine.lane_sharding(n_classes),  # classes over devices; restarts in chunks
+        max_chunk=most, on_chunk=(lambda r: on_images(r * n_classes / draws)) if on_images
+        else None, piece=piece)
+    results.append(result)
+    seconds += timing["seconds"]
+  result = engine.pool(results)
+  if draws > 1:
+    result = engine.keep_best(result, classes, per_class, preset.objective.target_kind,
+                              preset.score)
+  return np.asarray(result.inputs).reshape(shape), seconds
 
 
 # ZSKD (Nayak et al. 2019): Dirichlet targets at two concentrations, matched at temperature 20.
@@ -291,24 +299,31 @@ def soft_targets(key, similarity, n_images: int, betas=SOFT_BETAS) -> jax.Array:
   return jnp.concatenate(draws)
 
 
-def _synthesize_soft(run, params, targets, key, on_images, cached=None, prefix="images",
-                     draws=1, kind="vector"):
+def _synthesize_soft(runs, params, targets, key, on_images, cached=None, prefix="images",
+                     kind="vector", score=None):
   """Every image its own target: the lanes are the targets, in pieces of SOFT_PIECE (each kept
-  through `cached` under `prefix`, when given), each the surest of `draws` (ranked as targets
-  of `kind` are)."""
+  through `cached` under `prefix`, when given), each the best by `score` (else the surest, as
+  targets of `kind` are ranked) of the draws of `runs`, (compiled inversion, draws) pairs."""
   n = len(targets)
   pieces = -(-n // SOFT_PIECE)
   size = -(-n // pieces)
+  draws = sum(d for _, d in runs)
   images, seconds = [], [0.0]
   for i, start in enumerate(range(0, n, size)):
     piece = targets[start:start + size]
 
     def compute(i=i, piece=piece):
-      result, timing = engine.run_planned(run, params, piece, jax.random.fold_in(key, i), draws,
-                                          engine.lane_sharding(len(piece), draws))
+      results = []
+      for j, (run, d) in enumerate(runs):
+        lanes = jax.random.fold_in(key, i) if j == 0 else \
+            jax.random.fold_in(jax.random.fold_in(key, i), j)
+        result, timing = engine.run_planned(run, params, piece, lanes, d,
+                                            engine.lane_sharding(len(piece), d))
+        results.append(result)
+        seconds[0] += timing["seconds"]
+      result = engine.pool(results)
       if draws > 1:
-        result = engine.keep_surest(result, piece, 1, kind)
-      seconds[0] += timing["seconds"]
+        result = engine.keep_best(result, piece, 1, kind, score)
       return {"inputs": np.asarray(result.inputs)[:, 0]}
     found = compute() if cached is None else cached(f"{prefix}-soft{size}-{i:06d}", compute)
     images.append(found["inputs"])

@@ -55,16 +55,20 @@ class InversionResult(NamedTuple):
   input_history: jax.Array | None = None
 
 
-def keep_surest(result: InversionResult, targets, keep: int, kind: str = "class"
-                ) -> InversionResult:
-  """The `keep` restarts of each target that the model is surest of (the highest probability
-  of the target for the final input, `target_kinds`: class and vector targets), surest first;
-  every field of `result` narrowed to them. Drawing more restarts than wanted and keeping the
-  surest uses nothing but the model: a data-free recipe may (`Preset.draws`; what it buys:
-  experiments/RESULTS.md, "Pen strokes")."""
-  if not target_kinds.has_probability(kind):
+def keep_best(result: InversionResult, targets, keep: int, kind: str = "class",
+              score: Objective | None = None) -> InversionResult:
+  """The `keep` restarts of each target that score highest, best first; every field of
+  `result` narrowed to them. The score is `score`, an objective of the final input and the
+  model's outputs for it (no hidden layers), or else the target's probability
+  (`target_kinds`: class and vector targets): the restarts the model is surest of. Drawing more
+  restarts than wanted and keeping the best uses nothing but the model: a data-free recipe may
+  (`Preset.draws`; what it buys: experiments/RESULTS.md, "Pen strokes")."""
+  if score is None and not target_kinds.has_probability(kind):
     raise JinvertError(f"keeping the surest restarts ranks them by their target's probability; "
                        f"{kind} targets have none")
+  if score is not None and (score.layer is not None or score.couples_restarts):
+    raise JinvertError(f"a score reads one final input and the model's outputs for it, not a "
+                       f"hidden layer or the other restarts: {score.name}")
   restarts = result.inputs.shape[1]
   targets = target_kinds.check(kind, targets,
                                target_kinds.Shapes(result.outputs.shape[-1], {}, None))
@@ -73,8 +77,12 @@ def keep_surest(result: InversionResult, targets, keep: int, kind: str = "class"
                        f"{result.inputs.shape[0]}")
   if not 1 <= keep <= restarts:
     raise JinvertError(f"keep must be from 1 to the {restarts} restarts, got {keep}")
-  sureness = target_kinds.final_probabilities(kind, result.outputs, targets)
-  order = jnp.argsort(-sureness, axis=1)[:, :keep]
+  if score is None:
+    value = target_kinds.final_probabilities(kind, result.outputs, targets)
+  else:
+    one = lambda x, out, target: score(Context(x, out, {}, target))
+    value = jax.vmap(jax.vmap(one, (0, 0, None)))(result.inputs, result.outputs, targets)
+  order = jnp.argsort(-value, axis=1)[:, :keep]
 
   def narrow(field, axis):
     if field is None:
@@ -82,6 +90,16 @@ def keep_surest(result: InversionResult, targets, keep: int, kind: str = "class"
     return jax.vmap(lambda x, o: jnp.take(x, o, axis=axis - 1), in_axes=(axis - 1, 0),
                     out_axes=axis - 1)(field, order)
   return InversionResult(*(narrow(f, a) for f, a in zip(result, _RESTART_AXIS)))
+
+
+def pool(results) -> InversionResult:
+  """Results of the same targets joined along the restart axis, in turn (one result: itself)."""
+  if len(results) == 1:
+    return results[0]
+
+  def join(axis, *fields):
+    return None if fields[0] is None else jnp.concatenate(fields, axis)
+  return InversionResult(*(join(a, *f) for a, f in zip(_RESTART_AXIS, zip(*results))))
 
 
 def split_outputs(result) -> tuple:
@@ -578,7 +596,8 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
                  transform: Callable | None = None, record_every: int = 1,
                  record_inputs: bool = False, shard: bool | None = None, device_bytes=None,
                  host_bytes=None, on_steps: Callable | None = None,
-                 piece: Callable | None = None, draws: int = 1):
+                 piece: Callable | None = None, draws: int = 1, pooled=(),
+                 score: Objective | None = None):
   """`invert`, timed: returns (InversionResult, {"compile_seconds", "seconds", "chunks",
   "devices"}).
 
@@ -590,28 +609,49 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
   progress bar). `piece` keeps each chunk so that a killed run resumes (`chunk_cache`).
   """
   targets = validate(apply_fn, params, objective, targets, input_shape, steps, restarts)
-  if draws < 1:
-    raise JinvertError(f"draws must be positive, got {draws}")
-  if draws > 1 and not target_kinds.has_probability(objective.target_kind):
-    raise JinvertError(f"drawing {draws} restarts for each one kept ranks them by their "
+  recipes = ((objective, draws),) + tuple(pooled)
+  for other, _ in recipes[1:]:
+    validate(apply_fn, params, other, targets, input_shape, steps, restarts)
+    if other.target_kind != objective.target_kind:
+      raise JinvertError(f"pooled objectives must read the same targets: {other.name} reads "
+                         f"{other.target_kind} targets, {objective.name} {objective.target_kind}")
+  if any(n < 1 for _, n in recipes):
+    raise JinvertError(f"draws must be positive, got {', '.join(str(n) for _, n in recipes)}")
+  drawn = sum(n for _, n in recipes)
+  if drawn > 1 and score is None and not target_kinds.has_probability(objective.target_kind):
+    raise JinvertError(f"drawing {drawn} restarts for each one kept ranks them by their "
                        f"target's probability; {objective.target_kind} targets have none: draw "
                        "one")
-  calls = [1]  # known once planned; the compiled loop's reports are scaled by it
-  report = (lambda n: on_steps(n / calls[0])) if on_steps is not None else None
-  run = jax.jit(make_inversion(apply_fn, objective, optimizer or optax.adam(0.05),
-                               parameterization or parameterizations.pixels(), steps,
-                               tuple(input_shape), transform, record_every, record_inputs,
-                               on_steps=report))
   if shard is None:
     sharding = lane_sharding(len(targets), restarts)
   else:
     sharding = restart_sharding(restarts) if shard else None
-  result, timing = run_planned(run, params, targets, key, draws * restarts, sharding,
-                               fall_back=shard is None, device_bytes=device_bytes,
-                               host_bytes=host_bytes, chunkable=not objective.couples_restarts,
-                               on_plan=lambda n: calls.__setitem__(0, n), piece=piece)
-  if draws > 1:
-    result = keep_surest(result, targets, restarts, objective.target_kind)
+  results, timing, done = [], {}, 0
+  for i, (recipe, n) in enumerate(recipes):
+    calls = [1]  # known once planned; the compiled loop's reports are scaled by it
+    # each recipe's share of the steps reported, by its share of the lanes
+    report = (lambda k, calls=calls, n=n: on_steps(k * n / drawn / calls[0])) \
+        if on_steps is not None else None
+    run = jax.jit(make_inversion(apply_fn, recipe, optimizer or optax.adam(0.05),
+                                 parameterization or parameterizations.pixels(), steps,
+                                 tuple(input_shape), transform, record_every, record_inputs,
+                                 on_steps=report))
+    # a pooled recipe's chunks are kept after the earlier recipes' restarts
+    kept = piece if piece is None or not done else \
+        (lambda start, chunk, call, done=done: piece(done + start, chunk, call))
+    result, spent = run_planned(run, params, targets, key if i == 0 else jax.random.fold_in(key, i),
+                                n * restarts, sharding, fall_back=shard is None,
+                                device_bytes=device_bytes, host_bytes=host_bytes,
+                                chunkable=not recipe.couples_restarts,
+                                on_plan=lambda c, calls=calls: calls.__setitem__(0, c),
+                                piece=kept)
+    results.append(result)
+    timing = spent if not timing else {k: timing[k] + v if k != "devices" else v
+                                       for k, v in spent.items()}
+    done += n * restarts
+  result = pool(results)
+  if drawn > 1:
+    result = keep_best(result, targets, restarts, objective.target_kind, score)
   return result, timing
 
 
@@ -620,7 +660,8 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
            parameterization: parameterizations.Parameterization | None = None,
            transform: Callable | None = None, record_every: int = 1,
            record_inputs: bool = False, shard: bool | None = None, device_bytes=None,
-           host_bytes=None, draws: int = 1) -> InversionResult:
+           host_bytes=None, draws: int = 1, pooled=(),
+           score: Objective | None = None) -> InversionResult:
   """Optimises inputs so that `apply_fn(params, x)` maximises `objective`, for every target.
 
   Args:
@@ -642,9 +683,13 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
       allow (`restart_sharding`); False: one device. The results are the same.
     device_bytes, host_bytes: memory free for the call and for its results (default: read
       from the device and the host, see `jinvert.memory`); over it, the restarts run in chunks.
-    draws: restarts drawn for each one returned: `draws` x R run, and the R that give the
-      target the highest probability are kept, surest first (`keep_surest`; class and vector
-      targets).
+    draws: restarts drawn for each one returned: `draws` x R run, and the R that score
+      highest are kept, best first (`keep_best`).
+    pooled: more (objective, draws) pairs, each drawn `draws` x R times with the same recipe
+      (and the key folded with its place, 1, 2, ...), their draws pooled with these before
+      the R are kept: a pick between recipes.
+    score: the objective the kept restarts are ranked by, of the final input and the outputs
+      (default: the target's probability, for class and vector targets).
 
   Returns:
     An InversionResult of arrays shaped (T, R, ...) and histories (S', T, R).
@@ -667,4 +712,5 @@ def invert(apply_fn: Callable, params, objective: Objective, targets, *, key, in
                       restarts=restarts, steps=steps, optimizer=optimizer,
                       parameterization=parameterization, transform=transform,
                       record_every=record_every, record_inputs=record_inputs, shard=shard,
-                      device_bytes=device_bytes, host_bytes=host_bytes, draws=draws)[0]
+                      device_bytes=device_bytes, host_bytes=host_bytes, draws=draws,
+                      pooled=pooled, score=score)[0]

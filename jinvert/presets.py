@@ -10,8 +10,9 @@ optimiser and transforms, chosen by measurement (the measurements: experiments/R
   readable     data-free's objective on a multi-resolution image, robust as a drawing is.
   strokes      nothing but the model, drawn with four pen strokes: the digits independent
                judges read best.
-  capsules     nothing but the model, filled in with three mirrored capsules: the products
-               (Fashion-MNIST) independent judges read best.
+  capsules     nothing but the model, filled in with three mirrored capsules, the best of
+               two recipes' drawings: the products (Fashion-MNIST) independent judges read
+               best.
   feature_visualisation(shape, objective)  Lucid's recipe for any objective (a channel, a
                neuron, a class): dark decorrelated Fourier images under the standard transforms.
   counterfactual(start)  the smallest change to a real input that makes the target probable.
@@ -41,13 +42,17 @@ from jinvert.input_space import InputSpace, layout
 
 class Preset(NamedTuple):
   """Everything `invert` needs besides the model, the targets and the key; `draws` images are
-  drawn for each one kept, the model's surest (`engine.keep_surest`)."""
+  drawn for each one kept, and the best kept (`engine.keep_best`): those that score highest by
+  `score`, else the model's surest. `pooled` (objective, draws) pairs are drawn with the same
+  recipe and join the pick."""
   objective: objectives.Objective
   optimizer: optax.GradientTransformation
   parameterization: parameterizations.Parameterization
   steps: int
   transform: Callable | None = None
   draws: int = 1
+  pooled: tuple = ()
+  score: objectives.Objective | None = None
 
   def arguments(self) -> dict:
     """The keyword arguments of `jinvert.invert` this preset sets:
@@ -124,17 +129,26 @@ def strokes(shape=(28, 28), steps: int = 120, learning_rate: float = 0.05, axes=
 
 
 def capsules(shape=(28, 28), steps: int = 120, learning_rate: float = 0.05, axes=(-2, -1),
-             likelihood: objectives.Objective | None = None, draws: int = 5,
-             box: float | None = None) -> Preset:
+             likelihood: objectives.Objective | None = None, draws: int = 3,
+             box: float | None = None, narrow_draws: int = 5) -> Preset:
   """Nothing but the model, filled in: `strokes`' recipe on an image of three filled capsules
   joined with their mirror image by a learned weight (`parameterizations.capsules`), framed by
   `box`, and on the target log-probability at temperature 3 (or `likelihood`), a margin that
   keeps pulling once the probability is near 1. Strokes draw digits; capsules draw products,
   which are filled and mostly symmetric (what each reads as: experiments/RESULTS.md, "Filled
-  capsules"). One-channel images of `shape`."""
+  capsules"). One-channel images of `shape`.
+
+  Each image kept is the best of `draws` drawn so and `narrow_draws` drawn with a charge on a
+  square drawing (2 x `objectives.squareness` above 0.6), by the likelihood less 0.5 x the
+  drawing's squareness. Why: the model's surest drawings of every class fill a square, and a
+  person reads trousers and shirts only in narrower ones, pullovers only in the uncharged
+  recipe's (what the pick buys: experiments/RESULTS.md, "A drawing that is not square")."""
   likelihood = objectives.class_log_prob(temperature=3.0) if likelihood is None else likelihood
+  narrow = likelihood - 2.0 * objectives.squareness(threshold=0.6, axes=axes)
   return Preset(likelihood, optax.adam(learning_rate), parameterizations.capsules(shape, box=box),
-                steps, _as_handwritten(axes), draws)
+                steps, _as_handwritten(axes), draws,
+                ((narrow, narrow_draws),) if narrow_draws else (),
+                likelihood - 0.5 * objectives.squareness(axes=axes))
 
 
 def _as_drawn(axes):
@@ -257,6 +271,7 @@ class PresetSpec(NamedTuple):
     batchnorm_prior: it adds the BatchNorm prior when the model has BatchNorm layers.
     soft_targets: its `build` takes a `likelihood` (`jinvert.distill`'s soft targets).
     draws: its default number of images drawn for each one kept (`Preset.draws`).
+    pooled_draws: the images its other recipes draw for each one kept (`Preset.pooled`).
   """
   build: Callable
   steps: int
@@ -266,6 +281,7 @@ class PresetSpec(NamedTuple):
   batchnorm_prior: bool = False
   soft_targets: bool = False
   draws: int = 1
+  pooled_draws: int = 0
 
 
 def _default(preset: Callable, parameter: str = "steps"):
@@ -274,15 +290,17 @@ def _default(preset: Callable, parameter: str = "steps"):
   return inspect.signature(preset).parameters[parameter].default
 
 
-def _drawing(name: str, preset: Callable, summary: str) -> PresetSpec:
+def _drawing(name: str, preset: Callable, summary: str, pooled: str | None = None
+             ) -> PresetSpec:
   """A preset that draws one-channel images of the space's shape, framed by its format's box,
-  with the preset function's own steps and draws; it takes soft targets."""
+  with the preset function's own steps and draws (and pooled draws, its parameter `pooled`);
+  it takes soft targets."""
   return PresetSpec(
       lambda space, prior, steps, likelihood=None: preset(
           space.shape, steps, axes=space.layout.spatial_axes, likelihood=likelihood,
           box=space.box),
       _default(preset), summary, check=_needs_gray(name), soft_targets=True,
-      draws=_default(preset, "draws"))
+      draws=_default(preset, "draws"), pooled_draws=_default(preset, pooled) if pooled else 0)
 
 
 REGISTRY = {
@@ -317,8 +335,9 @@ REGISTRY = {
     "capsules": _drawing(
         "capsules", capsules,
         "the model alone, filled in: three capsules and their mirror image framed as the format "
-        "frames an object, robust as strokes are, each image the surest of five: the products "
-        "(Fashion-MNIST) that independent classifiers read best (one-channel images)"),
+        "frames an object, robust as strokes are, each image the best of three drawn so and "
+        "five charged for a square drawing: the products (Fashion-MNIST) that independent "
+        "classifiers read best (one-channel images)", pooled="narrow_draws"),
 }
 
 
@@ -378,8 +397,9 @@ def with_batchnorm_prior(preset: Preset, batchnorm, weight: float = BATCHNORM_WE
                          first_multiplier: float = BATCHNORM_FIRST_MULTIPLIER) -> Preset:
   """`preset` with its images' statistics at every BatchNorm layer pulled to the running ones
   (`objectives.batchnorm_statistics`): what the model learned of its data, free."""
-  prior = objectives.batchnorm_statistics(batchnorm, first_multiplier)
-  return preset._replace(objective=preset.objective + weight * prior)
+  prior = weight * objectives.batchnorm_statistics(batchnorm, first_multiplier)
+  return preset._replace(objective=preset.objective + prior,
+                         pooled=tuple((objective + prior, n) for objective, n in preset.pooled))
 
 
 def default_name(space: InputSpace, dataset: str | None) -> str:

@@ -7,6 +7,7 @@ import pytest
 from jinvert import checkpoint, engine, models, presets
 from jinvert.cli.arguments import parse_targets
 from jinvert.errors import JinvertError
+from jinvert.input_space import InputSpace
 from test_cli import assert_one_line_error, run_cli
 
 
@@ -169,6 +170,32 @@ def test_the_strokes_preset_keeps_the_surest_of_its_draws_first_and_units_draw_o
                          "--objective", "unit", "--layer", "hidden2", "--targets", "0-1",
                          "--restarts", "2", "--steps", "3", "--out", str(tmp_path / "u.npz"))
   assert "asked" in err and asked == {"draws": 1}
+
+
+def test_the_capsules_preset_asks_the_engine_for_its_two_recipes_and_its_score(
+    ckpts, tmp_path, capsys, monkeypatch):
+  """Its second recipe and its score reach the engine (checked, not run), with --diversity
+  added to both recipes; an objective of the command line's own draws without them."""
+  asked = []
+
+  def timed_invert(*args, draws, pooled, score, **kwargs):
+    asked.append((args[2].name, draws, [(o.name, n) for o, n in pooled],
+                  None if score is None else score.name))
+    raise JinvertError("asked")
+  monkeypatch.setattr(engine, "timed_invert", timed_invert)
+  common = ("--targets", "0-1", "--restarts", "2", "--steps", "3")
+  for extra in ((), ("--diversity", "0.5"), ("--objective", "unit", "--layer", "hidden2")):
+    code, _, err = run_cli(capsys, "invert", str(ckpts["mnist-mlp"]), "--preset", "capsules",
+                           *common, *extra, "--out", str(tmp_path / "c.npz"))
+    assert "asked" in err, err
+  preset = presets.build("capsules", InputSpace((28, 28)))
+  (first, second), = [(o.name, n) for o, n in preset.pooled]
+  diverse = asked[1][0][len(preset.objective.name):]  # the diversity term, at its layer
+  assert diverse.startswith(" + 0.5*diversity(")
+  assert asked[0] == (preset.objective.name, 3, [(first, second)], preset.score.name)
+  assert asked[1] == (preset.objective.name + diverse, 3, [(first + diverse, second)],
+                      preset.score.name)
+  assert asked[2] == ("unit('hidden2')", 1, [], None)
 
 
 def test_draws_asked_of_any_preset_keeps_the_surest_and_is_refused_for_units(

@@ -134,6 +134,26 @@ def test_a_preset_drawing_two_keeps_each_classs_surer_half_of_twice_the_images()
   assert counted == [10, 10, 10] and kept.shape == (30, 28, 28)
 
 
+@pytest.mark.parametrize("soft", [False, True])
+def test_a_preset_of_two_recipes_keeps_what_invert_keeps(soft):
+  """The capsules preset pools the draws of two recipes and keeps the best by its own score:
+  each class's (or soft target's) images are those `invert` keeps from the same key."""
+  apply_fn, params = _teacher()
+  targets = distill.soft_targets(jax.random.key(3), jnp.eye(10) + 0.3, 20) if soft else None
+  likelihood = -objectives.cross_entropy_to() if soft else None
+  preset = presets.capsules(steps=3, draws=1, narrow_draws=2, likelihood=likelihood)
+  images, _ = distill.synthesize(apply_fn, params, preset, 20, 10, (28, 28), jax.random.key(4),
+                                 targets=targets)
+  if soft:
+    kept = engine.invert(apply_fn, params, targets=targets, key=jax.random.fold_in(
+        jax.random.key(4), 0), input_shape=(28, 28), record_every=0, **preset.arguments())
+    np.testing.assert_array_equal(images, kept.inputs[:, 0])
+  else:
+    kept = engine.invert(apply_fn, params, targets=jnp.arange(10), key=jax.random.key(4),
+                         input_shape=(28, 28), restarts=2, record_every=0, **preset.arguments())
+    np.testing.assert_array_equal(images, np.asarray(kept.inputs).reshape(20, 28, 28))
+
+
 def test_same_seed_gives_the_same_student_bit_for_bit():
   apply_fn, params = _teacher()
   spec = models.get_model("mnist-mlp")

@@ -10,8 +10,8 @@ from jinvert import engine, memory
 from jinvert import objectives as ob
 from jinvert import parameterizations as pz
 from jinvert import transforms
-from jinvert.engine import (InversionResult, invert, keep_surest, lane_keys, make_inversion,
-                            plan_restarts, result_bytes, split_outputs, outputs_only,
+from jinvert.engine import (InversionResult, invert, keep_best, lane_keys, make_inversion,
+                            plan_restarts, pool, result_bytes, split_outputs, outputs_only,
                             timed_invert)
 from jinvert.errors import JinvertError
 from conftest import tiny_model
@@ -298,14 +298,14 @@ def test_an_objective_reading_a_missing_layer_names_the_layers():
     _run(apply_fn, params, ob.class_logit() + ob.channel("conv9", 0), jnp.arange(2))
 
 
-def test_keep_surest_keeps_each_targets_most_probable_restarts_in_every_field():
+def test_keep_best_keeps_each_targets_most_probable_restarts_in_every_field():
   """Against a per-target loop: the restarts whose final outputs give the target the highest
   probability, surest first, and the histories and inputs of those same restarts."""
   apply_fn, params = tiny_model(jax.random.key(0))
   targets = jnp.array([2, 0, 3])
   full = _run(apply_fn, params, ob.class_log_prob(), targets, restarts=6, steps=3,
               record_inputs=True)
-  kept = keep_surest(full, targets, 4)
+  kept = keep_best(full, targets, 4)
   for t, target in enumerate(np.asarray(targets)):
     sureness = np.asarray(jax.nn.softmax(full.outputs[t]))[:, target]
     order = np.argsort(-sureness, kind="stable")[:4]
@@ -315,7 +315,54 @@ def test_keep_surest_keeps_each_targets_most_probable_restarts_in_every_field():
     np.testing.assert_array_equal(kept.loss_history[:, t], full.loss_history[:, t][:, order])
     np.testing.assert_array_equal(kept.target_prob[:, t], full.target_prob[:, t][:, order])
     np.testing.assert_array_equal(kept.input_history[:, t], full.input_history[:, t][:, order])
-  assert keep_surest(full._replace(input_history=None), targets, 1).input_history is None
+  assert keep_best(full._replace(input_history=None), targets, 1).input_history is None
+
+
+def test_keep_best_by_a_score_keeps_each_targets_highest_scoring_restarts():
+  """Against a per-target loop: ranked by the score of the final input and outputs (here the
+  target's logit less 20 x the mean pixel), which differs from the ranking by probability."""
+  apply_fn, params = tiny_model(jax.random.key(0))
+  targets = jnp.array([2, 0, 3])
+  full = _run(apply_fn, params, ob.class_log_prob(), targets, restarts=6, steps=3)
+  kept = keep_best(full, targets, 4, score=ob.class_logit() - 20.0 * ob.l1())
+  moved = False
+  for t, target in enumerate(np.asarray(targets)):
+    score = np.asarray(full.outputs[t])[:, target] - 20.0 * np.abs(
+        np.asarray(full.inputs[t])).mean((1, 2))
+    order = np.argsort(-score, kind="stable")[:4]
+    np.testing.assert_array_equal(kept.inputs[t], full.inputs[t][order])
+    np.testing.assert_array_equal(kept.target_prob[:, t], full.target_prob[:, t][:, order])
+    moved |= not np.array_equal(kept.inputs[t], keep_best(full, targets, 4).inputs[t])
+  assert moved  # the score is not the probability under another name
+  with pytest.raises(JinvertError, match="a score reads one final input and the model's "
+                                         "outputs for it, not a hidden layer"):
+    keep_best(full, targets, 4, score=ob.unit("h"))
+
+
+def test_pooled_draws_are_the_best_of_every_recipes_own_draws():
+  """`pooled` (objective, draws) pairs: each recipe draws its own restarts, from the key folded
+  with its place, and the R that score highest of all are kept, as `keep_best` keeps them from
+  the recipes' results joined in turn."""
+  apply_fn, params = tiny_model(jax.random.key(0))
+  targets, key = jnp.array([2, 0, 3]), jax.random.key(7)
+  first, second = ob.class_log_prob(), ob.class_log_prob() - 5.0 * ob.l1()
+  score = ob.class_logit() - 20.0 * ob.l1()
+  kw = dict(input_shape=SHAPE, steps=4, record_inputs=True)
+  picked, timing = timed_invert(apply_fn, params, first, targets, key=key, restarts=3, draws=1,
+                                pooled=((second, 2),), score=score, **kw)
+  own = [timed_invert(apply_fn, params, first, targets, key=key, restarts=3, **kw)[0],
+         timed_invert(apply_fn, params, second, targets, key=jax.random.fold_in(key, 1),
+                      restarts=6, **kw)[0]]
+  expected = keep_best(pool(own), targets, 3, score=score)
+  for got, want in zip(picked, expected):
+    np.testing.assert_array_equal(got, want)
+  assert picked.inputs.shape == (3, 3, *SHAPE) and timing["chunks"] == 2
+  chosen = (np.asarray(picked.inputs).reshape(9, 1, -1)
+            == np.asarray(own[1].inputs).reshape(1, 18, -1)).all(-1).any(-1)
+  assert 0 < chosen.sum() < 9  # the pick takes from both recipes
+  with pytest.raises(JinvertError, match="pooled objectives must read the same targets"):
+    timed_invert(apply_fn, params, first, targets, key=key, restarts=3,
+                 pooled=((ob.unit("h"), 1),), **kw)
 
 
 @pytest.mark.parametrize("targets,keep,kind,message", [
@@ -326,11 +373,11 @@ def test_keep_surest_keeps_each_targets_most_probable_restarts_in_every_field():
     (jnp.array([2, 0, 3]), 2, "unit", "ranks them by their target's probability; unit targets "
      "have none"),
 ])
-def test_keep_surest_refuses_what_it_cannot_rank(targets, keep, kind, message):
+def test_keep_best_refuses_what_it_cannot_rank(targets, keep, kind, message):
   apply_fn, params = tiny_model(jax.random.key(0))
   full = _run(apply_fn, params, ob.class_log_prob(), jnp.array([2, 0, 3]), restarts=6, steps=2)
   with pytest.raises(JinvertError, match=message):
-    keep_surest(full, targets, keep, kind)
+    keep_best(full, targets, keep, kind)
 
 
 @pytest.mark.parametrize("objective,targets", [

@@ -121,6 +121,21 @@ def test_data_free_draws_colour_images_as_lucid_does(shape):
   assert gray.parameterization.name == "sigmoid(mean=-2)"
 
 
+def test_capsules_pools_a_recipe_charged_for_squareness_and_picks_by_its_score():
+  """Three draws of the target log-probability at temperature 3 and five with 2 x squareness
+  above 0.6 taken off, the best kept by the same log-probability less 0.5 x squareness."""
+  preset = presets.build("capsules", InputSpace((28, 28)))
+  likelihood = "class_log_prob(temperature=3)"
+  assert preset.objective.name == likelihood and preset.draws == 3
+  assert [(o.name, n) for o, n in preset.pooled] == [
+      (f"{likelihood} - 2*squareness(threshold=0.6)", 5)]
+  assert preset.score.name == f"{likelihood} - 0.5*squareness()"
+  assert presets.get("capsules").pooled_draws == 5 and presets.get("strokes").pooled_draws == 0
+  one = presets.build("capsules", InputSpace((28, 28)), draws=1)  # --draws sets the first's
+  assert one.draws == 1 and [(o.name, n) for o, n in one.pooled] == [
+      (o.name, n) for o, n in preset.pooled]
+
+
 def test_data_free_adds_the_batchnorm_prior_when_the_model_has_batchnorm():
   layers = (objectives.BatchNormLayer("block1_conv", np.zeros(16), np.ones(16)),
             objectives.BatchNormLayer("block2_conv", np.zeros(32), np.ones(32)))
@@ -138,6 +153,10 @@ def test_data_free_adds_the_batchnorm_prior_when_the_model_has_batchnorm():
   assert presets.build("readable", space, batchnorm=layers).objective.name == readable
   assert "batchnorm_statistics" in presets.build("readable", space, batchnorm=layers,
                                                  batchnorm_weight=1.0).objective.name
+  # a preset of two recipes adds it to both
+  both = presets.build("capsules", space, batchnorm=layers, batchnorm_weight=1.0)
+  assert all(o.name.endswith("1*batchnorm_statistics(2 layers, first x10)")
+             for o in (both.objective, both.pooled[0][0]))
 
 
 def test_soft_targets_replace_the_likelihood_of_the_presets_that_take_them():
@@ -151,6 +170,10 @@ def test_soft_targets_replace_the_likelihood_of_the_presets_that_take_them():
     expected = own.objective.name.replace(likelihood, (-soft).name)
     assert replaced.objective.name == expected
     assert replaced.parameterization.name == own.parameterization.name
+    for (mine, n), (theirs, m) in zip(own.pooled, replaced.pooled, strict=True):
+      assert theirs.name == mine.name.replace(likelihood, (-soft).name) and n == m
+    if own.score is not None:
+      assert replaced.score.name == own.score.name.replace(likelihood, (-soft).name)
   with pytest.raises(JinvertError, match="soft targets are for the data-free, readable, "
                                          "strokes and capsules presets"):
     presets.build("raw", space, likelihood=-soft)

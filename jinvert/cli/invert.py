@@ -48,12 +48,14 @@ def _add_search(p):
                  help=f"optimiser steps (default: the preset's: {steps}, and "
                       f"{presets.COUNTERFACTUAL_STEPS} with --start)")
   p.add_argument("--preset", choices=tuple(presets.REGISTRY), help=_preset_help())
-  drawing = ", ".join(f"{name} {spec.draws}" for name, spec in presets.REGISTRY.items()
-                      if spec.draws > 1)
+  drawing = ", ".join(f"{name} {spec.draws}" + (f" + {spec.pooled_draws} of a second recipe"
+                                                  if spec.pooled_draws else "")
+                      for name, spec in presets.REGISTRY.items() if spec.draws > 1)
   p.add_argument("--draws", type=arguments.count, metavar="D",
                  help=f"images drawn for each one kept: each target keeps the R of D x R "
                       f"restarts that the model is surest of, surest first (default: the "
-                      f"preset's: {drawing}, the others 1); for class and vector targets")
+                      f"preset's: {drawing}, the others 1; two recipes' draws are ranked "
+                      f"by the preset's own score); for class and vector targets")
   p.add_argument("--batchnorm-prior", type=arguments.finite, metavar="W",
                  help=arguments.BATCHNORM_HELP)
   p.add_argument("--prior", help="an existing VAE checkpoint for --preset natural (default: the "
@@ -125,7 +127,7 @@ class _Job(NamedTuple):
   counterfactual: Any      # with --start, its recipe (presets.counterfactual), checked; or None
   restarts: int
   steps: int
-  draws: int               # restarts drawn for each one kept (`engine.keep_surest`)
+  draws: int               # restarts drawn for each one kept (`engine.keep_best`)
   dataset: str | None
   prior: Any               # the natural prior's params as priors.check found them, or None
   batchnorm_weight: Any    # --batchnorm-prior, checked, or None for the preset's choice
@@ -262,9 +264,11 @@ def _checked(args) -> _Job:
   targets = engine.validate(model_fn, clf.params, searched, targets, clf.input_shape, steps,
                             restarts)
   draws = _draws(args, preset if start is None else None, searched.target_kind)
-  memory.require(engine.result_bytes(len(targets), draws * restarts, steps, clf.input_shape,
+  drawn = draws + (presets.get(preset).pooled_draws if start is None and objective is None
+                   else 0)
+  memory.require(engine.result_bytes(len(targets), drawn * restarts, steps, clf.input_shape,
                                      clf.n_classes), memory.host_available_bytes(),
-                 f"the results of {len(targets)} targets x {draws * restarts:,} restarts x "
+                 f"the results of {len(targets)} targets x {drawn * restarts:,} restarts x "
                  f"{steps:,} steps", "use fewer --restarts, --draws, --steps or --targets")
   return _Job(clf, model_fn, objective, _diversity(args, clf, objective), targets, preset, start,
               counterfactual, restarts, steps, draws, dataset, _prior(args, preset, dataset),
@@ -321,16 +325,21 @@ def run(args):
   # everything is checked: the work starts
   preset = _preset(job, args)
   objective = job.objective or preset.objective
+  # the preset's other recipes and its score are drawn for its own objective
+  pooled, score = (preset.pooled, preset.score) if job.objective is None else ((), None)
   if job.diversity is not None:
     objective = objective + job.diversity
+    pooled = tuple((other + job.diversity, n) for other, n in pooled)
+  drawn = job.draws + sum(n for _, n in pooled)
   shown = f"inverting {len(job.targets)} x {job.restarts}" + (
-      f" (each the surest of {job.draws})" if job.draws > 1 else "")
+      f" (each the best of {drawn})" if drawn > 1 else "")
   with progress.bar(shown, job.steps, "steps") as advance:
     result, timing = engine.timed_invert(
         job.model_fn, job.clf.params, objective, job.targets, key=jax.random.key(args.seed),
         input_shape=job.clf.input_shape, restarts=job.restarts, steps=job.steps,
         optimizer=preset.optimizer, parameterization=preset.parameterization,
-        transform=preset.transform, draws=job.draws, on_steps=advance,
+        transform=preset.transform, draws=job.draws, pooled=pooled, score=score,
+        on_steps=advance,
         piece=None if work is None else engine.chunk_cache(work.cached, "restarts"))
   results.check_finite(result.inputs, result.outputs, f"the inversion ({job.preset} preset, "
                        f"{job.steps} steps)")
