@@ -252,7 +252,7 @@ def synthesize(apply_fn: Callable, params, preset: presets.Preset | None, n_imag
       most = min(max_chunk or drawn, -(-drawn // SYNTH_PIECES))
       piece = engine.chunk_cache(cached, prefix + (f"-pooled{i}" if i else ""))
     result, timing = engine.run_planned(
-        compiled(objective), params, classes, key if i == 0 else jax.random.fold_in(key, i),
+        compiled(objective), params, classes, engine.recipe_key(key, i),
         drawn, engine.lane_sharding(n_classes),  # classes over devices; restarts in chunks
         max_chunk=most, on_chunk=(lambda r: on_images(r * n_classes / draws)) if on_images
         else None, piece=piece)
@@ -315,8 +315,7 @@ def _synthesize_soft(runs, params, targets, key, on_images, cached=None, prefix=
     def compute(i=i, piece=piece):
       results = []
       for j, (run, d) in enumerate(runs):
-        lanes = jax.random.fold_in(key, i) if j == 0 else \
-            jax.random.fold_in(jax.random.fold_in(key, i), j)
+        lanes = engine.recipe_key(jax.random.fold_in(key, i), j)
         result, timing = engine.run_planned(run, params, piece, lanes, d,
                                             engine.lane_sharding(len(piece), d))
         results.append(result)

@@ -409,6 +409,13 @@ def _splits_restarts(sharding) -> bool:
   return sharding is not None and len(sharding.spec) > 1 and sharding.spec[1] is not None
 
 
+def recipe_key(key, place: int):
+  """The key of the recipe at `place` among those pooled (`invert`'s `pooled`): the first
+  recipe's is `key` itself, so that a preset of one recipe draws as before; the others' are
+  `key` folded with their place."""
+  return key if place == 0 else jax.random.fold_in(key, place)
+
+
 def lane_keys(key, n_targets: int, restarts: int, sharding=None):
   """One key per (target, restart): the same key and sizes give the same images. With a
   `sharding` (`lane_sharding`, `restart_sharding`), the keys are put there, and the jitted
@@ -639,10 +646,9 @@ def timed_invert(apply_fn: Callable, params, objective: Objective, targets, *, k
     # a pooled recipe's chunks are kept after the earlier recipes' restarts
     kept = piece if piece is None or not done else \
         (lambda start, chunk, call, done=done: piece(done + start, chunk, call))
-    result, spent = run_planned(run, params, targets, key if i == 0 else jax.random.fold_in(key, i),
-                                n * restarts, sharding, fall_back=shard is None,
-                                device_bytes=device_bytes, host_bytes=host_bytes,
-                                chunkable=not recipe.couples_restarts,
+    result, spent = run_planned(run, params, targets, recipe_key(key, i), n * restarts,
+                                sharding, fall_back=shard is None, device_bytes=device_bytes,
+                                host_bytes=host_bytes, chunkable=not recipe.couples_restarts,
                                 on_plan=lambda c, calls=calls: calls.__setitem__(0, c),
                                 piece=kept)
     results.append(result)
