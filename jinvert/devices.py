@@ -3,7 +3,7 @@
 XLA:CPU runs one device's program on its own thread pool, and on a 2-core host that leaves part
 of an inversion step (small products, the elementwise kernels) on one core. Given one device per
 core, the engine splits its lanes over them (`engine.lane_sharding`): each device runs its share
-of the targets on its own thread, with the same results (what it gains:
+of the targets on its own thread, with the same results to rounding (what it gains:
 experiments/BENCHMARKS.md).
 
 The device count can only be chosen before JAX starts its backends, so it is the program's

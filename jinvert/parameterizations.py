@@ -379,6 +379,20 @@ def strokes(shape=(28, 28), count: int = 4, points: int = 4, segments: int = 7,
                                                          f", box={box:g})"))
 
 
+def _outside_nearest(outside, pieces):
+  """(count, h, w): how far each pixel lies outside the nearest piece of each capsule, of
+  `pieces` (count, segments, k) and `outside(piece)`, the distance of every pixel from a piece
+  (the last axis of `piece`, for every pixel or one for each). The nearest piece is found
+  without a gradient, then drawn again with one: the minimum's gradient is that piece's alone,
+  so the backward pass runs over one piece a pixel, not all of them (what it saves:
+  experiments/BENCHMARKS.md, "The capsules' nearest piece and resampling by rows")."""
+  far = outside(jax.lax.stop_gradient(pieces)[:, :, None, None])  # (count, segments, h, w)
+  count, _, h, w = far.shape
+  nearest = jnp.argmin(far, 1).reshape(count, h * w)
+  chosen = jax.vmap(lambda piece, i: piece[i])(pieces, nearest)  # one gather of rows
+  return outside(chosen.reshape(count, h, w, pieces.shape[-1]))
+
+
 def capsules(shape=(28, 28), count: int = 3, points: int = 4, segments: int = 7,
              radius: float = 5.0, shading: int = 7, mirror: float | None = 2.0,
              box: float | None = None) -> Parameterization:
@@ -394,7 +408,7 @@ def capsules(shape=(28, 28), count: int = 3, points: int = 4, segments: int = 7,
   but not the scattered pixels an MLP is most easily convinced by, and most products are
   symmetric while shoes are not, so the optimiser keeps or drops the mirror image by image
   (what it buys: experiments/RESULTS.md, "Filled capsules"). Control points start
-  N(centre, (H/7)^2) in pixels. The gradient is autodiff's.
+  N(centre, (H/7)^2) in pixels.
 
   Given a `box`, the drawing is framed as Fashion-MNIST frames a product: the bounding box of
   the filled shapes (each path's points, out by their radii) scaled so that its longer side
@@ -423,11 +437,16 @@ def capsules(shape=(28, 28), count: int = 3, points: int = 4, segments: int = 7,
               "shade": 1.0 + 0.1 * jax.random.normal(shade_key, (shading, shading))}
     return latent if mirror is None else latent | {"mirror": jnp.array(mirror, jnp.float32)}
 
-  def outside(a, b, ra, rb):
-    """How far each pixel lies outside one piece, from a to a + b, its radius ra to rb."""
-    u, ey, ex = _onto_piece(jnp.arange(h, dtype=a.dtype)[:, None] - a[0],
-                            jnp.arange(w, dtype=a.dtype)[None] - a[1], b[0], b[1])
-    return jnp.sqrt(ey * ey + ex * ex + 1e-6) - (ra + u * (rb - ra))
+  def outside(piece):
+    """How far each pixel lies outside a piece: the last axis of `piece` holds its start (y, x),
+    its direction (y, x), its radius at the start and the radius's change along it, each the
+    same for every pixel (an axis of 1 each) or one for each."""
+    ay, ax, by, bx, start, change = jnp.moveaxis(piece, -1, 0)
+    lead = tuple(range(ay.ndim - 2))  # the pixel grid's rank made the pieces' (strict promotion)
+    u, ey, ex = _onto_piece(jnp.expand_dims(jnp.arange(h, dtype=piece.dtype)[:, None], lead) - ay,
+                            jnp.expand_dims(jnp.arange(w, dtype=piece.dtype)[None], lead) - ax,
+                            by, bx)
+    return jnp.sqrt(ey * ey + ex * ex + 1e-6) - (start + u * change)
 
   def to_input(latent):
     dtype = latent["control"].dtype
@@ -441,9 +460,9 @@ def capsules(shape=(28, 28), count: int = 3, points: int = 4, segments: int = 7,
       # at least a pixel: shapes shrunk to a point are not blown up to infinity
       scale = box * unit / jnp.maximum(jnp.max(high - low), 1.0)
       path, radii = (path - (low + high) / 2) * scale + centre.astype(dtype), radii * scale
-    pieces = jax.vmap(jax.vmap(outside))(path[:, :-1], jnp.diff(path, axis=1), radii[:, :-1],
-                                         radii[:, 1:])
-    fill = jax.nn.sigmoid(-jnp.min(pieces, 1) / (0.5 * unit))
+    pieces = jnp.concatenate([path[:, :-1], jnp.diff(path, axis=1), radii[:, :-1, None],
+                              jnp.diff(radii, axis=1)[..., None]], -1)  # (count, segments, 6)
+    fill = jax.nn.sigmoid(-_outside_nearest(outside, pieces) / (0.5 * unit))
     shade = jax.nn.sigmoid(jax.image.resize(latent["shade"], (h, w), "linear"))
     image = (1 - jnp.prod(1 - fill, 0)) * shade
     if mirror is not None:

@@ -86,24 +86,38 @@ def crop(height: int, width: int, axes=(-2, -1)):
   return fn
 
 
+def _sources(h: int, w: int, matrix, displacement, dtype):
+  """(2, h, w): the place each pixel is read from, matrix @ (p - centre) + centre
+  (+ displacement[:, p])."""
+  centre = jnp.array([(h - 1) / 2, (w - 1) / 2], dtype)
+  grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=dtype), jnp.arange(w, dtype=dtype),
+                                indexing="ij"))
+  source = jnp.tensordot(matrix.astype(dtype), grid - centre[:, None, None], axes=1) \
+      + centre[:, None, None]
+  return source if displacement is None else source + displacement
+
+
 def _resample(x, matrix, axes, displacement=None):
   """x sampled, bilinearly, at matrix @ (p - centre) + centre (+ displacement[:, p]) for every
-  position p of its two spatial axes (edge pixels repeat beyond the border); linear in x, so
-  gradients pass."""
+  position p of its two spatial axes (`_sources`; edge pixels repeat beyond the border: what
+  `map_coordinates(order=1, mode="nearest")` gives); linear in x, so gradients pass."""
   axes = tuple(a % x.ndim for a in axes)
   image = jnp.moveaxis(x, axes, (0, 1))
   h, w = image.shape[:2]
-  centre = jnp.array([(h - 1) / 2, (w - 1) / 2], x.dtype)
-  grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=x.dtype), jnp.arange(w, dtype=x.dtype),
-                                indexing="ij"))
-  source = jnp.tensordot(matrix.astype(x.dtype), grid - centre[:, None, None], axes=1) \
-      + centre[:, None, None]
-  if displacement is not None:
-    source = source + displacement
-  flat = image.reshape(h, w, -1)
-  sample = jax.vmap(lambda plane: jax.scipy.ndimage.map_coordinates(
-      plane, [source[0], source[1]], order=1, mode="nearest"), in_axes=-1, out_axes=-1)
-  return jnp.moveaxis(sample(flat).reshape(image.shape), (0, 1), axes)
+  source = _sources(h, w, matrix, displacement, x.dtype)
+  # a place beyond the border reads the edge, as the nearest place within it does
+  sy, sx = jnp.clip(source[0], 0, h - 1), jnp.clip(source[1], 0, w - 1)
+  top, left = jnp.floor(sy), jnp.floor(sx)
+  fy, fx = (sy - top)[..., None], (sx - left)[..., None]
+  # each pixel's 2 x 2 neighbours as one row, read by one gather: its gradient is one scatter of
+  # rows where map_coordinates' was four of single values, 2.4x slower on a CPU
+  # (experiments/BENCHMARKS.md, "The capsules' nearest piece and resampling by rows")
+  flat = jnp.pad(image.reshape(h, w, -1), ((0, 1), (0, 1), (0, 0)), mode="edge")
+  corners = jnp.stack([flat[:-1, :-1], flat[:-1, 1:], flat[1:, :-1], flat[1:, 1:]], 2)
+  near = corners.reshape(h * w, 4, -1)[(top * w + left).astype(jnp.int32)]  # (h, w, 4, C)
+  sample = (1 - fy) * ((1 - fx) * near[:, :, 0] + fx * near[:, :, 1]) \
+      + fy * ((1 - fx) * near[:, :, 2] + fx * near[:, :, 3])
+  return jnp.moveaxis(sample.reshape(image.shape), (0, 1), axes)
 
 
 def random_scale(low: float = 0.9, high: float = 1.1, axes=(-2, -1)):

@@ -164,3 +164,30 @@ def test_elastic_moves_every_channel_alike():
   for c in range(3):
     np.testing.assert_allclose(out[..., c], transforms.elastic()(jax.random.key(4), image[..., c]),
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("axes,shape", [((-2, -1), (9, 11)), ((-3, -2), (9, 11, 2))])
+def test_resampling_reads_what_map_coordinates_reads_and_passes_its_gradient(axes, shape):
+  """At places inside the image, on its border and beyond it (where the edge repeats), every
+  channel's values and their gradient equal scipy's bilinear `map_coordinates` with
+  mode="nearest"."""
+  image = jax.random.uniform(jax.random.key(3), shape)
+  h, w = (shape[a] for a in axes)
+  # a displacement to past every border by up to 4 pixels, and one onto the last pixels exactly
+  moved = jax.random.uniform(jax.random.key(8), (2, h, w), minval=-4.0, maxval=4.0)
+  moved = moved.at[:, -1, -1].set(0.0).at[0, 0, :].set(-1.0)
+
+  def by_scipy(x):
+    planes = jnp.moveaxis(x, axes, (0, 1))
+    rows, cols = jnp.meshgrid(jnp.arange(h, dtype=x.dtype), jnp.arange(w, dtype=x.dtype),
+                              indexing="ij")
+    read = [jax.scipy.ndimage.map_coordinates(plane, [rows + moved[0], cols + moved[1]],
+                                              order=1, mode="nearest")
+            for plane in jnp.moveaxis(planes.reshape(h, w, -1), -1, 0)]
+    return jnp.moveaxis(jnp.stack(read, -1).reshape(planes.shape), (0, 1), axes)
+
+  ours = lambda x: transforms._resample(x, jnp.eye(2), axes, moved)
+  np.testing.assert_allclose(ours(image), by_scipy(image), atol=1e-6)
+  weights = jax.random.normal(jax.random.key(9), shape)
+  np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(weights * ours(x)))(image),
+                             jax.grad(lambda x: jnp.sum(weights * by_scipy(x)))(image), atol=1e-5)
