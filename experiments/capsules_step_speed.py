@@ -14,6 +14,7 @@ reference, and how far its images are from the reference's.
 """
 
 import argparse
+import contextlib
 import statistics
 from unittest import mock
 
@@ -48,20 +49,16 @@ BUILDS = {  # name: (the fill, the resampling); None keeps the shipped one
 
 
 def search(clf, preset, restarts, seed, fill, resample):
-  patches = [mock.patch(f"jinvert.{module}", new) for module, new in
-             (("parameterizations._outside_nearest", fill), ("transforms._resample", resample))
-             if new is not None]
-  for patch in patches:  # at work while the search is traced
-    patch.start()
-  try:
+  with contextlib.ExitStack() as patched:  # at work while the search is traced
+    for module, new in (("parameterizations._outside_nearest", fill),
+                        ("transforms._resample", resample)):
+      if new is not None:
+        patched.enter_context(mock.patch(f"jinvert.{module}", new))
     return engine.timed_invert(clf.apply_fn, clf.params, preset.objective, jnp.arange(10),
                                key=jax.random.key(seed), input_shape=clf.input_shape,
                                restarts=restarts, steps=preset.steps, optimizer=preset.optimizer,
                                parameterization=preset.parameterization,
                                transform=preset.transform)
-  finally:
-    for patch in patches:
-      patch.stop()
 
 
 def main():

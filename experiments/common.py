@@ -75,12 +75,13 @@ def vae_prior(dataset, checkpoints, data_dir=None):
 def run_preset(apply_fn, params, preset, targets, restarts, seed, objective=None, **overrides):
   """Runs a preset (optionally with another objective, without the preset's other recipes and
   score, or another parameterisation) on all targets."""
+  if objective is not None:
+    preset = preset.searching_for(objective)
   kw = dict(optimizer=preset.optimizer, parameterization=preset.parameterization,
-            transform=preset.transform, steps=preset.steps, draws=preset.draws)
-  if objective is None:
-    kw.update(pooled=preset.pooled, score=preset.score)
+            transform=preset.transform, steps=preset.steps, draws=preset.draws,
+            pooled=preset.pooled, score=preset.score)
   kw.update(overrides)
-  return engine.timed_invert(apply_fn, params, objective or preset.objective, jnp.asarray(targets),
+  return engine.timed_invert(apply_fn, params, preset.objective, jnp.asarray(targets),
                              key=jax.random.key(seed), input_shape=(28, 28), restarts=restarts, **kw)
 
 

@@ -59,6 +59,17 @@ class Preset(NamedTuple):
     `invert(..., **preset.arguments())`."""
     return self._asdict()
 
+  def plus(self, term: objectives.Objective) -> "Preset":
+    """This preset with `term` (a prior, a diversity term) added to every recipe's objective;
+    the score it ranks by is left as it is."""
+    return self._replace(objective=self.objective + term,
+                         pooled=tuple((objective + term, n) for objective, n in self.pooled))
+
+  def searching_for(self, objective: objectives.Objective) -> "Preset":
+    """This preset's search for another `objective`, alone: its other recipes and its score
+    were chosen for its own objective."""
+    return self._replace(objective=objective, pooled=(), score=None)
+
 
 def _robust(axes):
   """Lucid's transformation robustness: every step sees the image jittered by up to 2 pixels
@@ -397,9 +408,7 @@ def with_batchnorm_prior(preset: Preset, batchnorm, weight: float = BATCHNORM_WE
                          first_multiplier: float = BATCHNORM_FIRST_MULTIPLIER) -> Preset:
   """`preset` with its images' statistics at every BatchNorm layer pulled to the running ones
   (`objectives.batchnorm_statistics`): what the model learned of its data, free."""
-  prior = weight * objectives.batchnorm_statistics(batchnorm, first_multiplier)
-  return preset._replace(objective=preset.objective + prior,
-                         pooled=tuple((objective + prior, n) for objective, n in preset.pooled))
+  return preset.plus(weight * objectives.batchnorm_statistics(batchnorm, first_multiplier))
 
 
 def default_name(space: InputSpace, dataset: str | None) -> str:

@@ -324,26 +324,26 @@ def run(args):
   work = resume.work_dir(args, args.checkpoint)
   # everything is checked: the work starts
   preset = _preset(job, args)
-  objective = job.objective or preset.objective
-  # the preset's other recipes and its score are drawn for its own objective
-  pooled, score = (preset.pooled, preset.score) if job.objective is None else ((), None)
+  if job.objective is not None:
+    preset = preset.searching_for(job.objective)
   if job.diversity is not None:
-    objective = objective + job.diversity
-    pooled = tuple((other + job.diversity, n) for other, n in pooled)
-  drawn = job.draws + sum(n for _, n in pooled)
+    preset = preset.plus(job.diversity)
+  drawn = job.draws + sum(n for _, n in preset.pooled)
   shown = f"inverting {len(job.targets)} x {job.restarts}" + (
       f" (each the best of {drawn})" if drawn > 1 else "")
   with progress.bar(shown, job.steps, "steps") as advance:
     result, timing = engine.timed_invert(
-        job.model_fn, job.clf.params, objective, job.targets, key=jax.random.key(args.seed),
+        job.model_fn, job.clf.params, preset.objective, job.targets,
+        key=jax.random.key(args.seed),
         input_shape=job.clf.input_shape, restarts=job.restarts, steps=job.steps,
         optimizer=preset.optimizer, parameterization=preset.parameterization,
-        transform=preset.transform, draws=job.draws, pooled=pooled, score=score,
+        transform=preset.transform, draws=job.draws, pooled=preset.pooled, score=preset.score,
         on_steps=advance,
         piece=None if work is None else engine.chunk_cache(work.cached, "restarts"))
   results.check_finite(result.inputs, result.outputs, f"the inversion ({job.preset} preset, "
                        f"{job.steps} steps)")
-  return dict(_report(job, args, objective, result, timing, outputs, out, png), draws=job.draws)
+  return dict(_report(job, args, preset.objective, result, timing, outputs, out, png),
+              draws=job.draws)
 
 
 def _report(job: _Job, args, objective, result, timing, outputs, out, png) -> dict:
